@@ -1,0 +1,122 @@
+"""Command line: ``diffusion-peft COMMAND …`` (same as ``python -m DiffusionPEFTLib``).
+
+Global options (any position after the command): --device, --seed, --events, --memory-budget-gb,
+--stop-file, --threads. A user mistake ends in an ``error`` event and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from types import ModuleType
+
+from .cancel import CancelToken, restore_signal_handlers
+from .commands import COMMAND_MODULES
+from .context import RunContext, resolve_device, seed_everything
+from .errors import DiffusionPEFTError, JobCancelled
+from .events import EventSink, HumanSink, JsonLinesSink
+from .jobs import job_to_argv, load_job
+from .memory import MemoryBudget
+
+
+def command_modules() -> dict[str, ModuleType]:
+    modules = [importlib.import_module(f"{__package__}.commands.{name}") for name in COMMAND_MODULES]
+    return {module.NAME: module for module in modules}
+
+
+def global_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("global options")
+    group.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
+    group.add_argument("--seed", type=int, default=0, help="random seed; same seed → same result on the same device")
+    group.add_argument("--events", choices=["human", "json"], default="human",
+                       help="human: progress bar on stderr; json: one JSON event per line on stdout")
+    group.add_argument("--memory-budget-gb", type=float, default=None,
+                       help="refuse jobs estimated to need more (default: 80%% of RAM / GPU memory)")
+    group.add_argument("--stop-file", default=None, help="the job saves and stops when this file appears")
+    group.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="diffusion-peft",
+        description="Fine-tune 3D diffusion models with parameter-efficient adapters; synthesize, evaluate.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parent = global_options()
+    for name, module in command_modules().items():
+        command = sub.add_parser(name, help=module.HELP, description=module.HELP, parents=[parent])
+        module.add_arguments(command)
+    run = sub.add_parser("run", help="Run a job folder's job.json (what the Slicer module does).", parents=[parent])
+    run.add_argument("job", help="path to job.json; relative paths in it are relative to its folder")
+    return parser
+
+
+def make_context(args: argparse.Namespace, events: EventSink) -> RunContext:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    budget = MemoryBudget.from_gb(args.memory_budget_gb) if args.memory_budget_gb else MemoryBudget.default(str(device))
+    seed_everything(args.seed)
+    return RunContext(events=events, device=device, seed=args.seed, budget=budget, cancel=CancelToken(args.stop_file))
+
+
+def execute(args: argparse.Namespace, events: EventSink) -> int:
+    """Run a parsed command, reporting through ``events``; return the process exit code."""
+    previous_handlers = {}
+    try:
+        context = make_context(args, events)
+        previous_handlers = context.cancel.install_signal_handlers()
+        outputs = command_modules()[args.command].run(args, context)
+        events.done([str(p) for p in outputs or []])
+        return 0
+    except DiffusionPEFTError as error:
+        events.emit(error.to_event())
+        return error.exit_code
+    except KeyboardInterrupt:
+        events.emit(JobCancelled("The job was interrupted.").to_event())
+        return JobCancelled.exit_code
+    except Exception as error:  # a bug: short message for the user, the traceback in a file
+        with tempfile.NamedTemporaryFile("w", prefix="diffusion-peft-crash-", suffix=".log", delete=False) as log:
+            traceback.print_exc(file=log)
+        events.emit({"event": "error", "kind": "internal", "message": f"Internal error: {type(error).__name__}: {error}",
+                     "hint": f"This is a bug. The details are in {log.name}; please attach it to a report."})
+        return 1
+    finally:
+        restore_signal_handlers(previous_handlers)
+        events.close()
+
+
+def main(argv: list[str] | None = None, events: EventSink | None = None) -> int:
+    """Parse ``argv`` and run it; ``events`` overrides the sink chosen by --events (Python callers, tests)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    events = events or (JsonLinesSink() if args.events == "json" else HumanSink())
+    if args.command != "run":
+        return execute(args, events)
+    cwd = os.getcwd()
+    try:
+        job_path = Path(args.job).resolve()
+        job = load_job(job_path)
+        # the job's own argv, then the options given on this command line (argparse keeps the last)
+        inner = job_to_argv(job, parser) + [a for a in argv if a not in ("run", args.job)]
+        os.chdir(job_path.parent)
+        return execute(parser.parse_args(inner), events)
+    except DiffusionPEFTError as error:
+        events.emit(error.to_event())
+        return error.exit_code
+    finally:
+        os.chdir(cwd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

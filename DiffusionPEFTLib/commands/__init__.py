@@ -1,0 +1,10 @@
+"""Sub-commands of ``diffusion-peft``. Each module defines NAME, HELP, add_arguments(parser) and
+run(args, context) -> list of output paths. Add a command by adding its module name here."""
+
+COMMAND_MODULES = [
+    "pretrain",
+    "synthesize",
+    "evaluate",
+    "info",
+    "import_checkpoint",
+]

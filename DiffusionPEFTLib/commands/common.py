@@ -1,0 +1,38 @@
+"""Pieces several commands share: numbered output names, loading a model within the memory budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..context import RunContext
+from ..files import ensure_writable
+from ..models import DiffusionModel, load_model
+from ..models.footprint import estimate_job_bytes
+from ..volumes.io import volume_suffix
+
+
+def numbered_outputs(out: str | Path, count: int) -> list[Path]:
+    """``out`` itself for one output; ``name_001.nii.gz``, ``name_002.nii.gz`` … for several."""
+    out = Path(out)
+    suffix = volume_suffix(out)
+    ensure_writable(out)
+    if count == 1:
+        return [out]
+    stem = out.name[: -len(suffix)]
+    return [out.with_name(f"{stem}_{i:03d}{suffix}") for i in range(1, count + 1)]
+
+
+def load_model_for_job(path: str | Path, context: RunContext, batch: int, training: bool) -> DiffusionModel:
+    """Load a model package onto the job's device after checking the job fits the memory budget."""
+    from ..models import read_model_config
+
+    config = read_model_config(path)
+    context.budget.check(
+        estimate_job_bytes(config.unet, config.input.shape, batch, training),
+        f"{'Training' if training else 'Sampling'} this model at {'×'.join(map(str, config.input.shape))} "
+        f"with batch {batch}",
+        hint="Use batch 1, a smaller grid, or a GPU with more memory.",
+    )
+    model = load_model(path, context.device)
+    context.events.log(f"Loaded model {Path(path).name} ({model.parameter_count():,} parameters) on {context.device}.")
+    return model

@@ -1,0 +1,6 @@
+"""Image-quality metrics on 3D volumes: MS-SSIM (with the size rule), SSIM, PSNR, NRMSE, diversity."""
+
+from .similarity import ms_ssim, ms_ssim_settings, ssim, psnr, nrmse, compare_volumes
+from .diversity import pairwise_ms_ssim, cross_ms_ssim
+
+__all__ = ["ms_ssim", "ms_ssim_settings", "ssim", "psnr", "nrmse", "compare_volumes", "pairwise_ms_ssim", "cross_ms_ssim"]

@@ -1,0 +1,150 @@
+"""Model packages: a folder (or one .zip of it) with ``model.json`` + ``weights.safetensors``.
+
+Loading never unpickles code. The sha256 of the weights file is recorded in model.json and
+checked on load; it is also the base-model fingerprint adapters are tied to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelError
+from ..files import ensure_writable
+from .config import ModelConfig
+from .diffusion_model import DiffusionModel
+
+CONFIG_NAME = "model.json"
+WEIGHTS_NAME = "weights.safetensors"
+
+
+def _read_member(path: Path, name: str) -> bytes:
+    """Bytes of ``name`` inside a package folder or .zip; ModelError when it is not there."""
+    if not path.exists():
+        raise ModelError(f"Model not found: {path}",
+                         hint="Give the path of a model package folder (with model.json) or its .zip. "
+                         "Models are never downloaded: put the package there first.")
+    try:
+        if path.is_dir():
+            return (path / name).read_bytes()
+        with zipfile.ZipFile(path) as archive:
+            members = {Path(m).name: m for m in archive.namelist()}
+            return archive.read(members[name])
+    except (FileNotFoundError, KeyError):
+        raise ModelError(f"{path} is not a model package: {name} is missing.",
+                         hint="A model package holds model.json and weights.safetensors.") from None
+    except zipfile.BadZipFile:
+        raise ModelError(f"{path} is neither a model folder nor a valid .zip.", hint="Re-export the model package.") from None
+
+
+def read_model_config(path: str | Path) -> ModelConfig:
+    """Parse and check model.json only (no weights needed: enough for planning and dry runs)."""
+    path = Path(path)
+    if path.is_file() and path.name == CONFIG_NAME:
+        path = path.parent
+    raw = _read_member(path, CONFIG_NAME)
+    try:
+        spec = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path / CONFIG_NAME} is not valid JSON ({exc.msg}, line {exc.lineno}).",
+                         hint="Fix or re-export model.json.") from None
+    return ModelConfig.from_dict(spec, source=f"{path.name}/{CONFIG_NAME}")
+
+
+def weights_fingerprint(weights: bytes) -> str:
+    return hashlib.sha256(weights).hexdigest()
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> DiffusionModel:
+    """Load a model package onto ``device`` in eval mode; the weights' sha256 must match model.json."""
+    from safetensors.torch import load as load_safetensors
+
+    path = Path(path)
+    config = read_model_config(path)
+    weights = _read_member(path, WEIGHTS_NAME)
+    digest = weights_fingerprint(weights)
+    if config.weights_sha256 and digest != config.weights_sha256:
+        raise ModelError(f"The weights of {path.name} do not match the checksum in model.json.",
+                         hint="The file is damaged or was replaced: copy the package again.")
+    try:
+        state = load_safetensors(weights)
+    except Exception as exc:
+        raise ModelError(f"Cannot read {WEIGHTS_NAME} in {path.name}: {exc}", hint="Copy the package again.") from None
+    model = DiffusionModel(ModelConfig(config.unet, config.schedule, config.input, config.provenance, digest))
+    load_unet_state(model, state, path.name)
+    return model.to(device).eval()
+
+
+def load_unet_state(model: DiffusionModel, state: dict, source: str) -> None:
+    missing, unexpected = model.unet.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ModelError(
+            f"The weights in {source} do not fit the architecture in model.json "
+            f"({len(missing)} missing, {len(unexpected)} unexpected tensors, e.g. {(missing or unexpected)[0]}).",
+            hint="The package's model.json and weights belong to different models.",
+        )
+
+
+def save_model(model: DiffusionModel, path: str | Path, provenance: dict | None = None) -> Path:
+    """Write a package folder (or a .zip when ``path`` ends in .zip) atomically; return its path."""
+    from safetensors.torch import save as save_safetensors
+
+    path = ensure_writable(path)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.unet.state_dict().items()}
+    weights = save_safetensors(state)
+    config = ModelConfig(model.config.unet, model.config.schedule, model.config.input,
+                         {**model.config.provenance, **(provenance or {})}, weights_fingerprint(weights))
+    model.config = config
+    text = json.dumps(config.to_dict(), indent=2)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.partial-") as tmp:
+        staged = Path(tmp) / "package"
+        staged.mkdir()
+        (staged / CONFIG_NAME).write_text(text)
+        (staged / WEIGHTS_NAME).write_bytes(weights)
+        if path.suffix == ".zip":
+            archive = Path(tmp) / "package.zip"
+            with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+                for member in (CONFIG_NAME, WEIGHTS_NAME):
+                    zf.write(staged / member, member)
+            staged = archive
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        staged.rename(path)
+    return path
+
+
+def import_checkpoint(config_path: str | Path, checkpoint: str | Path) -> DiffusionModel:
+    """Build a model from a third-party ``.pt`` state dict (MONAI or MONAI-Generative key names).
+
+    Uses ``torch.load(weights_only=True)``: a file that needs code to unpickle is refused.
+    """
+    import pickle
+
+    config = read_model_config(config_path)
+    try:
+        state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ModelError(f"{Path(checkpoint).name} contains pickled code, which is never executed.",
+                         hint="Export a plain state_dict (torch.save(model.state_dict())) or safetensors.") from None
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise ModelError(f"Cannot read checkpoint {checkpoint}: {exc}", hint="Check the file.") from None
+    for key in ("state_dict", "model", "unet_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"{Path(checkpoint).name} does not hold a state_dict of tensors.",
+                         hint="Export the network's state_dict.")
+    model = DiffusionModel(config)
+    if any(".to_q." in k and ".attn." not in k for k in state) or any("proj_attn" in k for k in state):
+        model.unet.load_old_state_dict(state)
+    else:
+        load_unet_state(model, state, Path(checkpoint).name)
+    return model

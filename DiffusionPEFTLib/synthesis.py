@@ -1,0 +1,57 @@
+"""Synthesis: sample new volumes from a (fine-tuned) 3D DDPM with DDIM or (respaced) DDPM."""
+
+from __future__ import annotations
+
+import torch
+
+from .cancel import CancelToken
+from .errors import InputError
+from .events import EventSink, ListSink
+from .models.diffusion_model import DiffusionModel
+
+SAMPLERS = ("ddim", "ddpm")
+
+
+@torch.no_grad()
+def sample(model: DiffusionModel, count: int, steps: int = 50, sampler: str = "ddim", eta: float = 0.0,
+           generator: torch.Generator | None = None, class_label: int | None = None, batch_size: int = 1,
+           events: EventSink | None = None, cancel: CancelToken | None = None) -> torch.Tensor:
+    """Draw ``count`` volumes → (count, C, X, Y, Z) in the model's intensity range (on the CPU).
+
+    steps: denoising steps on an evenly spaced grid from T−1 to 0. sampler: "ddim" (``eta`` = 0:
+    deterministic given the start noise) or "ddpm" (ancestral). Noise comes from ``generator``
+    (CPU) so a seed gives the same volumes on every run of the same device.
+    """
+    if sampler not in SAMPLERS:
+        raise InputError(f"Unknown sampler '{sampler}'.", hint=f"Use one of {', '.join(SAMPLERS)}.")
+    if count < 1 or steps < 1:
+        raise InputError("The number of samples and of steps must be at least 1.", hint="Use --n ≥ 1 and --steps ≥ 1.")
+    events, cancel = events or ListSink(), cancel or CancelToken()
+    generator = generator or torch.Generator().manual_seed(0)
+    classes = model.config.input.condition_classes
+    if class_label is not None and not 0 <= class_label < max(len(classes), 1):
+        raise InputError(f"Class label {class_label} does not exist for this model.",
+                         hint=f"This model knows: {', '.join(classes) or 'no classes (unconditional)'}.")
+    device = model.device
+    grid = model.schedule.timesteps(steps)
+    outputs = []
+    total = len(grid) * ((count + batch_size - 1) // batch_size)
+    done = 0
+    for start in range(0, count, batch_size):
+        size = min(batch_size, count - start)
+        shape = (size, model.out_channels, *model.grid_shape)
+        x = torch.randn(shape, generator=generator).to(device)
+        labels = torch.full((size,), class_label, device=device, dtype=torch.long) if class_label is not None else None
+        for index, t in enumerate(grid):
+            cancel.raise_if_requested("Sampling")
+            t_prev = grid[index + 1] if index + 1 < len(grid) else -1
+            x0, eps = model.denoise(x, t, labels)
+            noise = torch.randn(shape, generator=generator).to(device) if (sampler == "ddpm" or eta > 0) else None
+            if sampler == "ddim":
+                x = model.schedule.ddim_step(x, x0, eps, t, t_prev, eta, noise)
+            else:
+                x = model.schedule.ddpm_step(x, x0, t, t_prev, noise)
+            done += 1
+            events.progress("sample", done, total)
+        outputs.append(x.float().cpu())
+    return torch.cat(outputs)

@@ -1,0 +1,295 @@
+"""The trainer used for pretraining and every fine-tuning method.
+
+AdamW on the parameters it is given; gradient accumulation; AMP on CUDA (bf16 where supported,
+else fp16 with GradScaler); validation every N steps; atomic checkpoints; exact resume; cancel
+(signal or stop file → checkpoint → JobCancelled); progress events. All randomness (batch order,
+augmentation, noise, timesteps) comes from one generator whose state is checkpointed, so a resumed
+run continues exactly like an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..cancel import CancelToken
+from ..errors import InputError, JobCancelled
+from ..events import EventSink, ListSink
+from ..models.diffusion_model import DiffusionModel
+from .callbacks import TrainingCallback
+from .data import TrainingVolumes
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+@dataclass
+class TrainConfig:
+    """steps: optimizer steps; batch_size × grad_accum volumes per step; lr: AdamW learning rate."""
+
+    steps: int
+    batch_size: int = 1
+    grad_accum: int = 1
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    warmup_steps: int = 0
+    val_every: int = 0
+    checkpoint_every: int = 100
+    early_stop_patience: int = 0
+    augment: bool = True
+    amp: bool = True
+    seed: int = 0
+
+    def check(self) -> None:
+        for name in ("steps", "batch_size", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be at least 1 (got {getattr(self, name)}).", hint=f"Set --{name.replace('_', '-')} ≥ 1.")
+        if not self.lr > 0:
+            raise InputError(f"The learning rate must be positive (got {self.lr}).", hint="Use e.g. --lr 1e-4.")
+
+
+@dataclass
+class Batch:
+    """One micro-batch: clean volumes x0 (B, 1, X, Y, Z), noise like x0, timesteps (B,), labels (B,) or None."""
+
+    x0: torch.Tensor
+    noise: torch.Tensor
+    timesteps: torch.Tensor
+    labels: torch.Tensor | None
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    losses: list[float] = field(default_factory=list)
+    val_losses: list[tuple[int, float]] = field(default_factory=list)
+    best_val_loss: float | None = None
+    wall_s: float = 0.0
+    stopped_early: bool = False
+
+
+class Trainer:
+    """Train ``params`` of ``model`` on ``train``; checkpoints live in ``workdir``."""
+
+    def __init__(self, model: DiffusionModel, params: list[torch.nn.Parameter], train: TrainingVolumes,
+                 config: TrainConfig, workdir: str | Path, device: torch.device | str = "cpu",
+                 events: EventSink | None = None, cancel: CancelToken | None = None,
+                 val: TrainingVolumes | None = None, callbacks: list[TrainingCallback] | tuple = (),
+                 stage: str = "train"):
+        config.check()
+        self.model = model.to(device)
+        self.params = [p for p in params if p.requires_grad]
+        if not self.params:
+            raise InputError("There is nothing to train: no parameter requires gradients.",
+                             hint="Choose an adapter method or targets that match layers of this model.")
+        self.train_data, self.val_data = train, val
+        self.config, self.workdir, self.device = config, Path(workdir), torch.device(device)
+        self.events, self.cancel = events or ListSink(), cancel or CancelToken()
+        self.callbacks, self.stage = list(callbacks), stage
+        self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.amp_dtype = _amp_dtype(self.device) if config.amp else None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.step = 0
+        self.result = TrainResult(steps=0)
+        self._order: list[int] = []
+        self._best_state: dict | None = None
+        self._bad_validations = 0
+
+    # --- data -----------------------------------------------------------------------------
+    def next_batch(self) -> Batch:
+        """Draw the next micro-batch (epoch-wise shuffled order, augmentation, noise, timesteps)."""
+        indices = []
+        for _ in range(self.config.batch_size):
+            if not self._order:
+                self._order = torch.randperm(len(self.train_data), generator=self.generator).tolist()
+            indices.append(self._order.pop())
+        x0 = self.train_data.images[indices].clone()
+        if self.config.augment:
+            x0 = self._augment(x0)
+        noise = torch.randn(x0.shape, generator=self.generator)
+        timesteps = torch.randint(0, self.model.schedule.num_train_timesteps, (len(indices),), generator=self.generator)
+        labels = self.train_data.labels[indices] if self.train_data.labels is not None else None
+        return self._to_device(Batch(x0, noise, timesteps, labels))
+
+    def _augment(self, x0: torch.Tensor) -> torch.Tensor:
+        """Left–right flip (p = 0.5) and ±5 % contrast around the background level, per volume."""
+        flips = torch.rand(x0.shape[0], generator=self.generator) < 0.5
+        gains = 1 + 0.1 * (torch.rand(x0.shape[0], generator=self.generator) - 0.5)
+        low = x0.amin(dim=(1, 2, 3, 4), keepdim=True)
+        x0 = (x0 - low) * gains.view(-1, 1, 1, 1, 1) + low
+        x0[flips] = torch.flip(x0[flips], dims=[2])
+        return x0
+
+    def _to_device(self, batch: Batch) -> Batch:
+        move = lambda t: None if t is None else t.to(self.device, non_blocking=True)  # noqa: E731
+        return Batch(move(batch.x0), move(batch.noise), move(batch.timesteps), move(batch.labels))
+
+    # --- loss -------------------------------------------------------------------------------
+    def loss_on(self, batch: Batch) -> torch.Tensor:
+        """Diffusion loss on one batch (deterministic given the batch), under AMP when enabled."""
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            return self.model.loss(batch.x0, batch.noise, batch.timesteps, batch.labels)
+
+    @torch.no_grad()
+    def validation_loss(self) -> float:
+        """Mean loss over the validation volumes at 4 fixed timesteps with fixed noise."""
+        data = self.val_data
+        generator = torch.Generator().manual_seed(self.config.seed + 1)
+        was_training = self.model.training
+        self.model.eval()
+        total, count = 0.0, 0
+        steps = self.model.schedule.num_train_timesteps
+        for t in (steps // 8, 3 * steps // 8, 5 * steps // 8, 7 * steps // 8):
+            for start in range(0, len(data), self.config.batch_size):
+                x0 = data.images[start:start + self.config.batch_size]
+                noise = torch.randn(x0.shape, generator=generator)
+                labels = data.labels[start:start + self.config.batch_size] if data.labels is not None else None
+                batch = self._to_device(Batch(x0, noise, torch.full((x0.shape[0],), t), labels))
+                total += float(self.loss_on(batch)) * x0.shape[0]
+                count += x0.shape[0]
+        self.model.train(was_training)
+        return total / count
+
+    # --- loop -------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        """Train until ``config.steps`` (or early stop); checkpoint on the way and at the end."""
+        started = time.monotonic() - self.result.wall_s
+        self.model.train()
+        total = self.config.steps
+        self.events.progress(self.stage, self.step, total)
+        while self.step < total:
+            if self.cancel.requested:
+                self.save_checkpoint()
+                raise JobCancelled(f"{self.stage} was cancelled at step {self.step} of {total}; a checkpoint was saved.",
+                                   hint="Run the same command with --resume to continue.")
+            loss = self._optimizer_step()
+            self.step += 1
+            self.result.losses.append(loss)
+            self.result.wall_s = time.monotonic() - started
+            self.events.progress(self.stage, self.step, total, loss=loss)
+            if self.val_data is not None and self.config.val_every and self.step % self.config.val_every == 0:
+                if self._validate():
+                    self.result.stopped_early = True
+                    break
+            if self.config.checkpoint_every and self.step % self.config.checkpoint_every == 0:
+                self.save_checkpoint()
+        if self._best_state is not None:
+            self.model.load_state_dict(self._best_state, strict=False)
+        self.result.steps = self.step
+        self.result.wall_s = time.monotonic() - started
+        self.save_checkpoint()
+        return self.result
+
+    def _optimizer_step(self) -> float:
+        for callback in self.callbacks:
+            callback.before_forward(self, self.step)
+        self._set_learning_rate()
+        loss_sum = 0.0
+        for _ in range(self.config.grad_accum):
+            batch = self.next_batch()
+            loss = self.loss_on(batch)
+            for callback in self.callbacks:
+                extra = callback.extra_loss(self)
+                if extra is not None:
+                    loss = loss + extra
+            self.scaler.scale(loss / self.config.grad_accum).backward()
+            loss_sum += float(loss.detach())
+        self.scaler.unscale_(self.optimizer)
+        if self.config.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
+        for callback in self.callbacks:
+            callback.after_backward(self, self.step)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        for callback in self.callbacks:
+            callback.after_step(self, self.step, batch)
+        loss = loss_sum / self.config.grad_accum
+        if not math.isfinite(loss):
+            raise InputError(f"The training loss became {loss} at step {self.step}.",
+                             hint="Lower the learning rate (--lr) or check the training volumes.")
+        return loss
+
+    def _set_learning_rate(self) -> None:
+        warm = self.config.warmup_steps
+        factor = min(1.0, (self.step + 1) / warm) if warm else 1.0
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr * factor
+
+    def _validate(self) -> bool:
+        """Record a validation loss; return True when early stopping says stop."""
+        value = self.validation_loss()
+        self.result.val_losses.append((self.step, value))
+        self.events.metric("val_loss", value, step=self.step)
+        best = self.result.best_val_loss
+        if best is None or value < best:
+            self.result.best_val_loss = value
+            self._bad_validations = 0
+            if self.config.early_stop_patience:
+                self._best_state = copy.deepcopy(self.trainable_state())
+            return False
+        self._bad_validations += 1
+        return bool(self.config.early_stop_patience) and self._bad_validations >= self.config.early_stop_patience
+
+    # --- checkpoints -----------------------------------------------------------------------
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """Trainable parameters and all buffers by name (what a resume must restore)."""
+        trainable = {id(p) for p in self.params}
+        state = {n: p.detach() for n, p in self.model.named_parameters() if id(p) in trainable}
+        state.update({n: b.detach() for n, b in self.model.named_buffers()})
+        return state
+
+    def save_checkpoint(self) -> Path:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        state = {
+            "step": self.step,
+            "model": {k: v.cpu() for k, v in self.trainable_state().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "generator": self.generator.get_state(),
+            "order": list(self._order),
+            "result": asdict(self.result),
+            "callbacks": [c.state_dict() for c in self.callbacks],
+            "config": asdict(self.config),
+        }
+        path = self.workdir / CHECKPOINT_NAME
+        tmp = path.with_name(f".{CHECKPOINT_NAME}.partial-{os.getpid()}")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+        return path
+
+    def load_checkpoint(self) -> bool:
+        """Resume from ``workdir/checkpoint.pt`` if present; return whether one was loaded."""
+        path = self.workdir / CHECKPOINT_NAME
+        if not path.exists():
+            return False
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        for callback, callback_state in zip(self.callbacks, state["callbacks"]):
+            callback.load_state_dict(callback_state)
+        missing = set(state["model"]) - set(dict(self.model.named_parameters())) - set(dict(self.model.named_buffers()))
+        if missing:
+            raise InputError(f"The checkpoint in {self.workdir} belongs to a different model or adapter.",
+                             hint="Resume with the same options, or start over in another output folder.")
+        self.model.load_state_dict(state["model"], strict=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.generator.set_state(state["generator"])
+        self._order = list(state["order"])
+        self.step = int(state["step"])
+        result = state["result"]
+        self.result = TrainResult(**{**result, "val_losses": [tuple(v) for v in result["val_losses"]]})
+        self.events.log(f"Resumed from step {self.step} ({path}).")
+        return True
+
+
+def _amp_dtype(device: torch.device) -> torch.dtype | None:
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

@@ -1,0 +1,129 @@
+"""Read and write volumes: NIfTI through nibabel (RAS), NRRD/MHA/MHD through SimpleITK (LPS ↔ RAS)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..files import atomic_output
+from ..memory import MemoryBudget
+from .volume import Volume, check_volume
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
+VOLUME_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
+
+# RAS = diag(-1, -1, 1) · LPS
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def volume_suffix(path: str | Path) -> str:
+    """The recognised volume extension of ``path`` (lower case), or raise InputError."""
+    name = Path(path).name.lower()
+    for suffix in sorted(VOLUME_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return suffix
+    raise InputError(
+        f"{path} is not a volume file this tool reads.",
+        hint=f"Use one of: {', '.join(VOLUME_SUFFIXES)}.",
+    )
+
+
+def read_volume(path: str | Path, budget: MemoryBudget | None = None, check: bool = True) -> Volume:
+    """Load a 3D volume as float32 [i, j, k] + RAS affine.
+
+    The header is read first so a volume too large for ``budget`` is refused before its voxels
+    are loaded. With ``check`` the volume must pass :func:`check_volume`.
+    """
+    path = Path(path)
+    suffix = volume_suffix(path)
+    if not path.is_file():
+        raise InputError(f"Volume file not found: {path}", hint="Check the path and file name.")
+    try:
+        if suffix in NIFTI_SUFFIXES:
+            volume = _read_nifti(path, budget)
+        else:
+            volume = _read_itk(path, budget)
+    except InputError:
+        raise
+    except Exception as exc:  # nibabel / SimpleITK raise many types for damaged files
+        raise InputError(
+            f"Cannot read {path.name}: the file is damaged or not a {suffix} volume ({type(exc).__name__}).",
+            hint="Re-export the volume from its source (for example Slicer: Save as NIfTI or NRRD).",
+        ) from None
+    return check_volume(volume, path.name) if check else volume
+
+
+def _check_size(shape, budget: MemoryBudget | None, path: Path) -> None:
+    if budget is not None:
+        budget.check(
+            float(np.prod(shape)) * 4 * 3,
+            f"Loading {path.name} ({'×'.join(str(s) for s in shape)} voxels)",
+            hint="Crop or downsample the volume first.",
+        )
+
+
+def _read_nifti(path: Path, budget: MemoryBudget | None) -> Volume:
+    import nibabel as nib
+
+    image = nib.load(str(path))
+    _check_size(image.shape, budget, path)
+    data = np.asarray(image.get_fdata(dtype=np.float32))
+    return Volume(data, image.affine)
+
+
+def _read_itk(path: Path, budget: MemoryBudget | None) -> Volume:
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    shape = reader.GetSize()
+    _check_size(shape, budget, path)
+    if reader.GetNumberOfComponents() != 1 and len(shape) == 3:
+        raise InputError(
+            f"{path.name} has {reader.GetNumberOfComponents()} components per voxel; a scalar volume is needed.",
+            hint="Extract one channel first.",
+        )
+    image = reader.Execute()
+    data = sitk.GetArrayFromImage(image).astype(np.float32)  # [k, j, i]
+    data = np.transpose(data, tuple(range(data.ndim))[::-1])  # -> [i, j, k]
+    if image.GetDimension() != 3:
+        return Volume(data, np.eye(4))  # check_volume reports the wrong dimensionality
+    return Volume(data, itk_affine(image))
+
+
+def itk_affine(image) -> np.ndarray:
+    """RAS affine of a SimpleITK image (which stores LPS origin, spacing and direction)."""
+    direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)
+    lps = np.eye(4)
+    lps[:3, :3] = direction * np.asarray(image.GetSpacing())
+    lps[:3, 3] = image.GetOrigin()
+    return LPS_TO_RAS @ lps
+
+
+def write_volume(volume: Volume, path: str | Path) -> Path:
+    """Write atomically (temporary name, then rename); the format follows the extension."""
+    path = Path(path)
+    suffix = volume_suffix(path)
+    with atomic_output(path) as tmp:
+        if suffix in NIFTI_SUFFIXES:
+            import nibabel as nib
+
+            image = nib.Nifti1Image(np.asarray(volume.data, dtype=np.float32), volume.affine)
+            image.set_qform(volume.affine, code=1)
+            image.set_sform(volume.affine, code=1)
+            nib.save(image, str(tmp))
+        else:
+            import SimpleITK as sitk
+
+            image = sitk.GetImageFromArray(np.transpose(np.asarray(volume.data, dtype=np.float32), (2, 1, 0)))
+            lps = LPS_TO_RAS @ volume.affine
+            spacing = volume.spacing
+            image.SetSpacing([float(s) for s in spacing])
+            image.SetDirection([float(v) for v in (lps[:3, :3] / spacing).ravel()])
+            image.SetOrigin([float(v) for v in lps[:3, 3]])
+            sitk.WriteImage(image, str(tmp), True)
+    return path
