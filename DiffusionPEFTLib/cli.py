@@ -18,7 +18,7 @@ from types import ModuleType
 from .cancel import CancelToken, restore_signal_handlers
 from .commands import COMMAND_MODULES
 from .context import RunContext, resolve_device, seed_everything
-from .errors import DiffusionPEFTError, JobCancelled
+from .errors import DiffusionPEFTError, InputError, JobCancelled
 from .events import EventSink, HumanSink, JsonLinesSink
 from .jobs import job_to_argv, load_job
 from .memory import MemoryBudget
@@ -29,8 +29,15 @@ def command_modules() -> dict[str, ModuleType]:
     return {module.NAME: module for module in modules}
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake as an InputError (so it becomes an ``error`` event)."""
+
+    def error(self, message):
+        raise InputError(f"{self.prog}: {message}", hint=f"See '{self.prog} --help'.")
+
+
 def global_options() -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
+    parent = ArgumentParser(add_help=False)
     group = parent.add_argument_group("global options")
     group.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
     group.add_argument("--seed", type=int, default=0, help="random seed; same seed → same result on the same device")
@@ -44,11 +51,11 @@ def global_options() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="diffusion-peft",
         description="Fine-tune 3D diffusion models with parameter-efficient adapters; synthesize, evaluate.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=ArgumentParser)
     parent = global_options()
     for name, module in command_modules().items():
         command = sub.add_parser(name, help=module.HELP, description=module.HELP, parents=[parent])
@@ -99,12 +106,12 @@ def main(argv: list[str] | None = None, events: EventSink | None = None) -> int:
     """Parse ``argv`` and run it; ``events`` overrides the sink chosen by --events (Python callers, tests)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
-    events = events or (JsonLinesSink() if args.events == "json" else HumanSink())
-    if args.command != "run":
-        return execute(args, events)
+    events = events or (JsonLinesSink() if _wants_json(argv) else HumanSink())
     cwd = os.getcwd()
     try:
+        args = parser.parse_args(argv)
+        if args.command != "run":
+            return execute(args, events)
         job_path = Path(args.job).resolve()
         job = load_job(job_path)
         # the job's own argv, then the options given on this command line (argparse keeps the last)
@@ -113,9 +120,16 @@ def main(argv: list[str] | None = None, events: EventSink | None = None) -> int:
         return execute(parser.parse_args(inner), events)
     except DiffusionPEFTError as error:
         events.emit(error.to_event())
+        events.close()
         return error.exit_code
     finally:
         os.chdir(cwd)
+
+
+def _wants_json(argv: list[str]) -> bool:
+    """--events json, looked up before parsing so that parse errors are reported as events too."""
+    pairs = zip(argv, argv[1:])
+    return "--events=json" in argv or any(a == "--events" and b == "json" for a, b in pairs)
 
 
 if __name__ == "__main__":

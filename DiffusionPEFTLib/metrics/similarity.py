@@ -2,7 +2,8 @@
 
 Arrays are (X, Y, Z) numpy or torch; ``data_range`` defaults to the reference's max − min.
 MS-SSIM picks its kernel and number of scales from the volume size instead of failing on small
-volumes (MONAI's rule: every dim // (scales − 1)² > kernel − 1).
+volumes: MONAI's rule (every dim // (scales − 1)² > kernel − 1) and the coarsest scale at least one
+kernel wide (dim // 2^(scales − 1) ≥ kernel).
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ def ms_ssim_settings(shape) -> MSSSIMSettings:
     smallest = min(int(s) for s in shape)
     for kernel in (7, 5, 3):
         for scales in (5, 4, 3, 2):
-            if smallest // (scales - 1) ** 2 > kernel - 1:
+            if smallest // (scales - 1) ** 2 > kernel - 1 and smallest // 2 ** (scales - 1) >= kernel:
                 weights = np.asarray(MS_SSIM_WEIGHTS[:scales])
                 return MSSSIMSettings(kernel, tuple(float(w) for w in weights / weights.sum()))
-    raise InputError(f"A volume of shape {tuple(shape)} is too small for MS-SSIM (needs every side ≥ 6 voxels).",
+    raise InputError(f"A volume of shape {tuple(shape)} is too small for MS-SSIM.",
                      hint="Compare larger volumes, or use SSIM/PSNR.")
 
 

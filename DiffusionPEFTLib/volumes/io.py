@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import DiffusionPEFTError, InputError
 from ..files import atomic_output
 from ..memory import MemoryBudget
 from .volume import Volume, check_volume
@@ -46,7 +46,7 @@ def read_volume(path: str | Path, budget: MemoryBudget | None = None, check: boo
             volume = _read_nifti(path, budget)
         else:
             volume = _read_itk(path, budget)
-    except InputError:
+    except DiffusionPEFTError:
         raise
     except Exception as exc:  # nibabel / SimpleITK raise many types for damaged files
         raise InputError(
