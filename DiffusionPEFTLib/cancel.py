@@ -22,9 +22,10 @@ class CancelToken:
     def requested(self) -> bool:
         return self._flag or (self.stop_file is not None and self.stop_file.exists())
 
-    def raise_if_requested(self, what: str = "The job") -> None:
+    def raise_if_requested(self, what: str = "The job", hint: str = "Run the same command again to start over.") -> None:
+        """Raise JobCancelled if a stop was requested; ``hint`` says how to continue."""
         if self.requested:
-            raise JobCancelled(f"{what} was cancelled.", hint="Run it again with --resume to continue.")
+            raise JobCancelled(f"{what} was cancelled.", hint=hint)
 
     def install_signal_handlers(self) -> dict:
         """Turn SIGINT and SIGTERM into a cancel request (the loop then stops at a safe point).

@@ -7,4 +7,6 @@ COMMAND_MODULES = [
     "evaluate",
     "info",
     "import_checkpoint",
+    "assess",
+    "simulate",
 ]

@@ -1,6 +1,7 @@
-"""Image-quality metrics on 3D volumes: MS-SSIM (with the size rule), SSIM, PSNR, NRMSE, diversity."""
+"""Image-quality metrics on 3D volumes: MS-SSIM (with the size rule), SSIM, PSNR, NRMSE, diversity, MMD."""
 
 from .similarity import ms_ssim, ms_ssim_settings, ssim, psnr, nrmse, compare_volumes
 from .diversity import pairwise_ms_ssim, cross_ms_ssim
+from .distribution import mmd
 
-__all__ = ["ms_ssim", "ms_ssim_settings", "ssim", "psnr", "nrmse", "compare_volumes", "pairwise_ms_ssim", "cross_ms_ssim"]
+__all__ = ["ms_ssim", "ms_ssim_settings", "ssim", "psnr", "nrmse", "compare_volumes", "pairwise_ms_ssim", "cross_ms_ssim", "mmd"]

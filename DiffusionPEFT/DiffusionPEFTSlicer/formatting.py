@@ -1,0 +1,56 @@
+"""Texts the panel shows: progress with ETA, the model card, errors with their hint."""
+
+from __future__ import annotations
+
+import html
+from pathlib import PurePath
+
+
+def durationText(seconds: float) -> str:
+    """``85`` → ``1 min 25 s``; ``3725`` → ``1 h 2 min``."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def progressText(event: dict) -> str:
+    """Progress-bar format for a progress event (``%p%`` is filled in by Qt)."""
+    text = f"%p% — {event.get('stage', '')} {event.get('step', 0)}/{event.get('total', 0)}"
+    if event.get("loss") is not None:
+        text += f" — loss {event['loss']:.4g}"
+    if event.get("eta_s") is not None:
+        text += f" — {durationText(event['eta_s'])} left"
+    return text
+
+
+def parameterCountText(count: int) -> str:
+    """``166_700_000`` → ``166.7 M``."""
+    for factor, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if count >= factor:
+            return f"{count / factor:.1f} {unit}"
+    return str(count)
+
+
+def modelCardText(card: dict, environment: dict | None) -> str:
+    """Rich text: parameters, file size, grid and spacing; device and torch/CUDA build when known."""
+    grid = card.get("grid", {})
+    lines = [
+        f"<b>{html.escape(PurePath(str(card.get('path', ''))).name)}</b>",
+        f"{parameterCountText(card.get('parameters', 0))} parameters, {card.get('size_mb', '?')} MB",
+        "grid " + "×".join(str(s) for s in grid.get("shape", [])) + " voxels at "
+        + "×".join(f"{s:g}" for s in grid.get("spacing_mm", [])) + " mm",
+    ]
+    if environment:
+        device = f"cuda ({environment['gpu']})" if environment.get("cudaAvailable") else "cpu"
+        lines.append(f"device: {html.escape(device)}; torch {environment.get('torch')}, "
+                     f"CUDA {environment.get('cuda') or 'none'}")
+    return "<br>".join(lines)
+
+
+def errorText(message: str, hint: str = "") -> str:
+    """Rich text for the status label: the message in bold, the hint below it."""
+    text = f"<b>{html.escape(message)}</b>"
+    return text + (f"<br>{html.escape(hint)}" if hint else "")

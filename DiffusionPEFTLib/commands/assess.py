@@ -1,0 +1,73 @@
+"""``assess``: how realistic and how diverse a model's samples are against held-out real volumes.
+
+Writes ``assessment.json`` and ``montage.png`` (reals above samples) into OUT and emits every
+number as a metric event. With ``--train`` the training-set mean image is scored as a baseline.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..assessment import assess_samples
+from ..files import atomic_output, ensure_writable, write_text_atomic
+from ..plots import save_montage
+from ..synthesis import sample
+from ..training import TrainingVolumes, find_volume_files
+from .common import load_model_for_job
+
+NAME = "assess"
+HELP = "Score a model's samples against real volumes: realism, diversity, MMD (+ mean-image baseline)."
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("model", help="model package folder or .zip")
+    parser.add_argument("real", nargs="+", help="held-out real volumes: folders, files or manifests")
+    parser.add_argument("--adapter", default=None, help="adapter package to merge first")
+    parser.add_argument("--train", nargs="*", default=None, help="training volumes: adds the mean-image baseline")
+    parser.add_argument("--pattern", default=None, help="in folders, only files matching this glob")
+    parser.add_argument("--contrast", default=None, help="with a simulator manifest: which contrast")
+    parser.add_argument("--n", type=int, default=8, help="samples to draw")
+    parser.add_argument("--steps", type=int, default=50, help="DDIM steps")
+    parser.add_argument("--class-label", type=int, default=None)
+    parser.add_argument("--out", required=True, help="folder for assessment.json and montage.png")
+
+
+def run(args, context):
+    out = Path(args.out)
+    ensure_writable(out / "assessment.json")
+    model = load_model_for_job(args.model, context, 1, training=False)
+    if args.adapter:
+        from ..adapters.apply import merge_adapter_package
+
+        model = merge_adapter_package(model, args.adapter, context.events)
+    spec = model.config.input
+    reals = TrainingVolumes.load(find_volume_files(args.real, args.pattern, args.contrast), spec, budget=context.budget)
+    mean = None
+    if args.train:
+        train = TrainingVolumes.load(find_volume_files(args.train, args.pattern, args.contrast), spec,
+                                     budget=context.budget)
+        mean = train.images.mean(dim=0)[0].numpy()
+    samples = sample(model, args.n, args.steps, "ddim", generator=context.generator(), class_label=args.class_label,
+                     events=context.events, cancel=context.cancel)
+    sample_arrays = [s[0].numpy() for s in samples]
+    real_arrays = [r[0].numpy() for r in reals.images]
+    low, high = spec.normalisation().range
+    result = assess_samples(sample_arrays, real_arrays, mean, data_range=high - low)
+    result.update({"samples": args.n, "reals": len(real_arrays), "ddim_steps": args.steps})
+    for name, value in result.items():
+        context.events.metric(name, value)
+    paths = [write_text_atomic(out / "assessment.json", json.dumps(result, indent=2))]
+    columns = min(8, args.n, len(real_arrays))
+    rows = {"held-out real": real_arrays[:columns], "samples": sample_arrays[:columns]}
+    if mean is not None:
+        rows["training mean"] = [mean]
+    paths.append(save_montage(rows, out / "montage.png"))
+    with atomic_output(out / "samples.npy") as tmp:
+        np.save(tmp, np.stack(sample_arrays))
+    paths.append(out / "samples.npy")
+    for path in paths:
+        context.events.artifact("file", str(path), "assessment")
+    return paths

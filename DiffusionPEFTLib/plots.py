@@ -1,0 +1,79 @@
+"""PNG figures for reports and model cards (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .files import atomic_output
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_loss_curve(losses: list[float], path: str | Path, val_losses: list[tuple[int, float]] = (),
+                    title: str = "training loss") -> Path:
+    """Per-step loss (faint) with a moving average, plus validation points if given."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
+    steps = np.arange(1, len(losses) + 1)
+    ax.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.8, label="step loss")
+    window = max(1, len(losses) // 25)
+    if len(losses) >= window:
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        ax.plot(steps[window - 1:], smooth, color="tab:blue", linewidth=1.6, label=f"mean of {window}")
+    if val_losses:
+        v_steps, v_values = zip(*val_losses)
+        ax.plot(v_steps, v_values, "o-", color="tab:orange", markersize=3, label="validation")
+    ax.set_yscale("log")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+def central_slices(volume: np.ndarray) -> list[np.ndarray]:
+    """Axial, coronal and sagittal middle slices of a (X, Y, Z) RAS volume, oriented for display."""
+    x, y, z = (s // 2 for s in volume.shape)
+    return [np.rot90(volume[:, :, z]), np.rot90(volume[:, y, :]), np.rot90(volume[x, :, :])]
+
+
+def save_montage(rows: dict[str, list[np.ndarray]], path: str | Path, views: str = "axial",
+                 title: str | None = None) -> Path:
+    """A grid of middle slices: one row per named set of (X, Y, Z) volumes, one column per volume.
+
+    views: "axial" (one slice per volume) or "orthogonal" (axial, coronal, sagittal per volume).
+    Each row is windowed to its own 1st–99th percentile.
+    """
+    plt = _pyplot()
+    per_volume = 3 if views == "orthogonal" else 1
+    columns = max(len(v) for v in rows.values()) * per_volume
+    fig, axes = plt.subplots(len(rows), columns, figsize=(1.6 * columns, 1.8 * len(rows)), dpi=110, squeeze=False)
+    for row, (name, volumes) in enumerate(rows.items()):
+        low, high = np.percentile(np.concatenate([np.ravel(v) for v in volumes]), [1, 99])
+        for ax in axes[row]:
+            ax.axis("off")
+        for index, volume in enumerate(volumes):
+            slices = central_slices(np.asarray(volume))[:per_volume]
+            for offset, image in enumerate(slices):
+                axes[row][index * per_volume + offset].imshow(image, cmap="gray", vmin=low, vmax=high)
+        axes[row][0].set_title(name, fontsize=8, loc="left")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return Path(path)

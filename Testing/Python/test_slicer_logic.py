@@ -1,0 +1,207 @@
+"""DiffusionPEFTLogic on a real MRML scene (slicer-core) with the real backend in a subprocess.
+
+Volumes are oblique and anisotropic; outputs must land in NEW nodes on the reference's exact grid,
+inputs must stay untouched, and a cancelled job must leave neither nodes nor final files behind.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import nibabel as nib
+import numpy as np
+import pytest
+import slicer_standins
+
+slicer_standins.install()
+
+import slicer  # noqa: E402
+from DiffusionPEFTLib.commands import COMMAND_MODULES  # noqa: E402
+from DiffusionPEFT import DiffusionPEFTLogic, registerSampleData  # noqa: E402
+from DiffusionPEFTSlicer import sample_data  # noqa: E402
+from DiffusionPEFTSlicer.job_result import JobFailed  # noqa: E402
+from DiffusionPEFTSlicer.launcher import BackendLauncher, backendEnvironment  # noqa: E402
+from DiffusionPEFTSlicer.volume_exchange import ijkToRas, loadVolumeNode, writeVolumeNode  # noqa: E402
+
+def obliqueIjkToRas(spacing=(1.15, 0.9, 2.0), angles=(0.4, -0.3), origin=(12.5, -31.0, 8.25)) -> np.ndarray:
+    """Rotated about S then R (no voxel axis along R, A or S), anisotropic spacing in mm."""
+    (cz, sz), (cx, sx) = [(np.cos(a), np.sin(a)) for a in angles]
+    rotation = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]]) @ np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    matrix = np.eye(4)
+    matrix[:3, :3] = rotation * np.asarray(spacing)
+    matrix[:3, 3] = origin
+    return matrix
+
+
+OBLIQUE_IJK_TO_RAS = obliqueIjkToRas()
+
+
+def blobVolume(shape_kji=(14, 22, 18), seed=0) -> np.ndarray:
+    """A smooth, non-constant volume indexed [k, j, i] like arrayFromVolume."""
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in shape_kji], indexing="ij"))
+    centre = np.random.default_rng(seed).uniform(-0.3, 0.3, size=(3, 1, 1, 1))
+    return (100 * np.exp(-4 * ((grid - centre) ** 2).sum(axis=0))).astype(np.float32)
+
+
+@pytest.fixture
+def scene():
+    return slicer_standins.freshScene()
+
+
+@pytest.fixture
+def study(scene):
+    """Two oblique volumes under one study of the subject hierarchy (as Slicer's DICOM/Data modules do)."""
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    studyItem = hierarchy.CreateStudyItem(hierarchy.CreateSubjectItem(hierarchy.GetSceneItemID(), "subject"), "study")
+    volumes = []
+    for index in range(2):
+        node = slicer.util.addVolumeFromArray(blobVolume(seed=index), OBLIQUE_IJK_TO_RAS, f"t1_{index}")
+        hierarchy.CreateItem(studyItem, node)
+        volumes.append(node)
+    return hierarchy, studyItem, volumes
+
+
+@pytest.fixture
+def logic(tmp_path):
+    return DiffusionPEFTLogic(BackendLauncher([sys.executable], backendEnvironment()), jobsFolder=tmp_path / "jobs")
+
+
+def snapshot(nodes):
+    """Voxels and geometry of nodes, to prove later that a job did not change them."""
+    return [(slicer.util.arrayFromVolume(n).copy(), ijkToRas(n), n.GetName()) for n in nodes]
+
+
+def assertUnchanged(nodes, before):
+    for node, (voxels, matrix, name) in zip(nodes, before):
+        np.testing.assert_array_equal(slicer.util.arrayFromVolume(node), voxels)
+        np.testing.assert_array_equal(ijkToRas(node), matrix)
+        assert node.GetName() == name
+
+
+def volumeNodes(scene):
+    return [scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+            for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
+
+
+def test_written_input_is_the_backend_contract_and_loads_back_exactly(scene, study, tmp_path):
+    hierarchy, studyItem, (source, _) = study
+    before = snapshot([source])
+    path = writeVolumeNode(source, tmp_path / "source.nii")
+    image = nib.load(path)
+    np.testing.assert_allclose(image.affine, OBLIQUE_IJK_TO_RAS, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(image.dataobj), slicer.util.arrayFromVolume(source).transpose(2, 1, 0))
+    loaded = loadVolumeNode(path, "t1_0", source)
+    assert loaded is not source and loaded.GetName() == "t1_0_1"
+    np.testing.assert_array_equal(ijkToRas(loaded), OBLIQUE_IJK_TO_RAS)  # exact, not float32-rounded
+    assert hierarchy.GetItemParent(hierarchy.GetItemByDataNode(loaded)) == studyItem
+    assertUnchanged([source], before)
+
+
+def test_parameter_node_is_a_singleton_with_typed_defaults(scene, logic, study):
+    parameters = logic.getParameterNode()
+    parameters.referenceVolume = study[2][0]
+    parameters.adapterRank = 16
+    again = logic.getParameterNode()
+    assert again.referenceVolume is study[2][0] and again.adapterRank == 16
+    assert again.adapterMethod == "tenvoo-l" and again.learningRate == pytest.approx(1e-4)
+    with pytest.raises(ValueError):
+        again.adapterMethod = "no-such-method"
+
+
+def test_synthesize_like_reference_adds_new_nodes_on_the_reference_grid(scene, study, logic, tiny_model_dir):
+    hierarchy, studyItem, inputs = study
+    reference = inputs[0]
+    before, nodesBefore = snapshot(inputs), volumeNodes(scene)
+    progress = []
+    logic.progressCallback = progress.append
+    job = logic.synthesize(tiny_model_dir, reference, count=2, steps=3, seed=3)
+    outputs = job.result.nodes
+    assert len(outputs) == 2 and len(volumeNodes(scene)) == len(nodesBefore) + 2
+    for node in outputs:
+        assert node not in nodesBefore and node.GetName().startswith("t1_0 synthesized")
+        assert node.GetImageData().GetDimensions() == reference.GetImageData().GetDimensions()
+        np.testing.assert_array_equal(ijkToRas(node), ijkToRas(reference))
+        assert np.ptp(slicer.util.arrayFromVolume(node)) > 0
+        assert hierarchy.GetItemParent(hierarchy.GetItemByDataNode(node)) == studyItem
+    assertUnchanged(inputs, before)
+    assert progress and progress[-1]["step"] == progress[-1]["total"]
+    assert (job.folder / "job.json").is_file() and (job.folder / "inputs" / "reference.nii").is_file()
+
+
+def test_finetune_then_synthesize_with_the_adapter(scene, study, logic, tiny_model_dir):
+    if "finetune" not in COMMAND_MODULES:
+        pytest.skip("the backend has no 'finetune' command yet")
+    inputs = study[2]
+    before = snapshot(inputs)
+    losses = []
+    logic.progressCallback = lambda event: losses.append(event.get("loss"))
+    job = logic.fineTune(inputs, tiny_model_dir, method="lora", rank=2, targets="all-conv", steps=3,
+                         learningRate=1e-3, batchSize=1, seed=1)
+    adapter = job.result.adapterPath
+    assert (adapter / "adapter.json").is_file() and any(loss is not None for loss in losses)
+    assertUnchanged(inputs, before)
+    generated = logic.synthesize(tiny_model_dir, inputs[1], adapterPath=adapter, steps=2).result.nodes
+    np.testing.assert_array_equal(ijkToRas(generated[0]), OBLIQUE_IJK_TO_RAS)
+    assertUnchanged(inputs, before)
+
+
+def test_compare_adds_a_difference_volume_and_a_metrics_table(scene, study, logic):
+    reference, other = study[2]
+    before = snapshot([reference, other])
+    difference, table = logic.compare(reference, other).result.nodes
+    np.testing.assert_allclose(slicer.util.arrayFromVolume(difference),
+                               slicer.util.arrayFromVolume(other) - slicer.util.arrayFromVolume(reference))
+    metrics = {table.GetCellText(row, 0): float(table.GetCellText(row, 1)) for row in range(table.GetNumberOfRows())}
+    assert set(metrics) >= {"MS-SSIM", "SSIM", "PSNR (dB)", "NRMSE"}
+    assert 0 < metrics["SSIM"] < 1
+    assertUnchanged([reference, other], before)
+
+
+@pytest.mark.parametrize("graceSeconds", [30.0, 0.0], ids=["stop-file", "kill"])
+def test_cancel_mid_job_leaves_scene_and_files_consistent(scene, study, logic, tiny_model_dir, graceSeconds):
+    reference = study[2][0]
+    before, nodesBefore = snapshot(study[2]), volumeNodes(scene)
+    events, finished = [], []
+    logic.progressCallback = events.append
+    logic.completionCallback = finished.append
+    job = logic.synthesize(tiny_model_dir, reference, steps=1000, sampler="ddpm", waitForCompletion=False)
+    while job.poll() and not any(e["step"] > 0 for e in events):
+        time.sleep(0.02)
+    logic.cancel(graceSeconds)
+    with pytest.raises(JobFailed) as failure:
+        job.wait()
+    assert failure.value.kind == "cancelled" and job.result.cancelled and finished == [job.result]
+    assert volumeNodes(scene) == nodesBefore
+    assertUnchanged(study[2], before)
+    assert not (job.folder / "outputs" / "synthesized.nii").exists()
+    if graceSeconds:  # the job stopped itself: no temporary file either
+        assert not any(job.folder.rglob("*partial*"))
+
+
+def test_backend_error_is_raised_with_message_and_hint(scene, study, logic, tmp_path):
+    nodesBefore = volumeNodes(scene)
+    (tmp_path / "not-a-model").mkdir()
+    with pytest.raises(JobFailed) as failure:
+        logic.synthesize(tmp_path / "not-a-model", study[2][0], steps=1)
+    assert failure.value.kind == "model" and failure.value.hint
+    assert volumeNodes(scene) == nodesBefore
+
+
+def test_bad_selections_fail_before_any_job_starts(scene, logic, tiny_model_dir):
+    with pytest.raises(ValueError, match="training volume"):
+        logic.fineTune([], tiny_model_dir)
+    with pytest.raises(ValueError, match="model"):
+        logic.synthesize("")
+    with pytest.raises(ValueError, match="reference and an output"):
+        logic.compare(None, None)
+    assert not logic.jobsFolder.exists() or not any(logic.jobsFolder.iterdir())
+
+
+def test_sample_data_registers_every_shipped_volume():
+    slicer_standins.SampleDataLogic.registered.clear()
+    registerSampleData()
+    registered = slicer_standins.SampleDataLogic.registered
+    assert [source["fileNames"] for source in registered] == [path.name for path in sample_data.sampleVolumes()]
+    for source in registered:
+        assert source["uris"].startswith("file://") and source["category"] == "DiffusionPEFT"
