@@ -8,5 +8,7 @@ COMMAND_MODULES = [
     "info",
     "import_checkpoint",
     "assess",
+    "finetune",
+    "demo",
     "simulate",
 ]

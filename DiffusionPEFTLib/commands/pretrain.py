@@ -17,9 +17,9 @@ PREDICTIONS = {"v": "v_prediction", "v_prediction": "v_prediction", "epsilon": "
                "sample": "sample", "x0": "sample"}
 
 
-def add_data_arguments(parser) -> None:
+def add_data_arguments(parser, required: bool = True) -> None:
     """Training-data options shared with ``finetune``."""
-    parser.add_argument("data", nargs="+", help="folders, volume files, or manifests (.json/.csv/.txt)")
+    parser.add_argument("data", nargs="+" if required else "*", help="folders, volume files, or manifests (.json/.csv/.txt)")
     parser.add_argument("--pattern", default=None, help="in folders, only files matching this glob (e.g. '*/t1.nii.gz')")
     parser.add_argument("--contrast", default=None, help="with a simulator manifest: which contrast to use")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="share of volumes held out for validation")

@@ -8,7 +8,6 @@ the template by ``derive_anatomy.py``; the licence notice sits next to the files
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,16 +15,10 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import InputError
+from ..resources import RESOURCES_ENV, resources_dir
 
-RESOURCES_ENV = "DIFFUSIONPEFT_RESOURCES"
 ANATOMY_FOLDER = "Anatomy/icbm152_2009a_sym_2mm"
 TISSUE_MAP_NAMES = ("gm", "wm", "csf", "lateral_ventricles")
-
-
-def resources_dir() -> Path:
-    """``$DIFFUSIONPEFT_RESOURCES`` if set, else ``Resources/`` next to the DiffusionPEFTLib package."""
-    configured = os.environ.get(RESOURCES_ENV)
-    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "Resources"
 
 
 @dataclass(frozen=True)

@@ -240,11 +240,14 @@ class Trainer:
 
     # --- checkpoints -----------------------------------------------------------------------
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        """Trainable parameters and all buffers by name (what a resume must restore)."""
+        """Trainable parameters and persistent buffers by name (what a resume must restore).
+
+        Non-persistent buffers (e.g. TenVOO's frozen T(θ0)) are rebuilt by their modules."""
         trainable = {id(p) for p in self.params}
-        state = {n: p.detach() for n, p in self.model.named_parameters() if id(p) in trainable}
-        state.update({n: b.detach() for n, b in self.model.named_buffers()})
-        return state
+        parameters = {n for n, p in self.model.named_parameters() if id(p) in trainable}
+        all_parameters = {n for n, _ in self.model.named_parameters()}
+        return {n: t.detach() for n, t in self.model.state_dict(keep_vars=True).items()
+                if n in parameters or n not in all_parameters}
 
     def save_checkpoint(self) -> Path:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -273,8 +276,7 @@ class Trainer:
         state = torch.load(path, map_location="cpu", weights_only=True)
         for callback, callback_state in zip(self.callbacks, state["callbacks"]):
             callback.load_state_dict(callback_state)
-        missing = set(state["model"]) - set(dict(self.model.named_parameters())) - set(dict(self.model.named_buffers()))
-        if missing:
+        if set(state["model"]) - set(self.model.state_dict()):
             raise InputError(f"The checkpoint in {self.workdir} belongs to a different model or adapter.",
                              hint="Resume with the same options, or start over in another output folder.")
         self.model.load_state_dict(state["model"], strict=False)

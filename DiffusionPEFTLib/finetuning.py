@@ -1,0 +1,81 @@
+"""Fine-tuning as one function: inject a method into a base model, train it with the shared trainer.
+
+Used by the ``finetune`` command and by the ``demo``; the adapter package is written by the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .adapters import AdapterSet, inject
+from .context import RunContext
+from .models.diffusion_model import DiffusionModel
+from .training import Trainer, TrainConfig, TrainingVolumes, TrainResult, split_validation
+
+
+@dataclass
+class FineTuneSettings:
+    """method: registry name; targets: preset or regex (None = method default); options: rank, alpha, …;
+    steps, batch, accum, lr: optimisation (lr is multiplied by the method's recipe factor);
+    val_fraction / val_every: validation (a recipe with early stopping gets 20 % and every steps/10)."""
+
+    method: str = "tenvoo-l"
+    targets: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    steps: int = 200
+    batch: int = 1
+    accum: int = 1
+    lr: float = 1e-4
+    val_fraction: float = 0.0
+    val_every: int = 0
+    checkpoint_every: int = 100
+    augment: bool = True
+    class_label: int | None = None
+    resume: bool = False
+
+
+@dataclass
+class FineTuneOutcome:
+    adapters: AdapterSet
+    result: TrainResult
+    provenance: dict
+
+
+def fine_tune(model: DiffusionModel, files: list[Path], settings: FineTuneSettings, workdir: str | Path,
+              context: RunContext) -> FineTuneOutcome:
+    """Wrap ``model.unet`` with the method, train on ``files`` (model grid + normalisation), return the result."""
+    adapters = inject(model.unet, settings.method, settings.targets, **settings.options)
+    recipe = adapters.recipe
+    context.events.log(str(adapters.counts()))
+    label = recipe.new_class_label if recipe.new_class_label is not None else settings.class_label
+    labels = [label] * len(files) if label is not None else None
+    data = TrainingVolumes.load(files, model.config.input, labels, context.budget)
+    val_fraction = settings.val_fraction or (0.2 if recipe.needs_validation else 0.0)
+    train, val = split_validation(data, val_fraction, context.seed)
+    steps = settings.steps
+    if recipe.max_epochs:
+        steps = min(steps, max(1, recipe.max_epochs * len(train) // (settings.batch * settings.accum)))
+    config = TrainConfig(steps=steps, batch_size=settings.batch, grad_accum=settings.accum,
+                         lr=settings.lr * recipe.lr_factor,
+                         val_every=settings.val_every or (max(1, steps // 10) if val is not None else 0),
+                         checkpoint_every=settings.checkpoint_every,
+                         early_stop_patience=recipe.early_stopping_patience or 0, augment=settings.augment,
+                         seed=context.seed)
+    context.events.log(f"Fine-tuning {settings.method} on {len(train)} volumes ({len(val) if val else 0} for "
+                       f"validation), {steps} steps, lr {config.lr:g}.")
+    trainer = Trainer(model, list(adapters.trainable_parameters()), train, config, workdir, context.device,
+                      context.events, context.cancel, val=val, callbacks=adapters.make_callbacks(steps),
+                      stage="finetune")
+    if settings.resume and not trainer.load_checkpoint():
+        context.events.log(f"No checkpoint in {workdir}; starting from scratch.", level="warning")
+    result = trainer.run()
+    provenance = {
+        "data": [str(p) for p in files], "training_volumes": len(train), "validation_volumes": len(val) if val else 0,
+        "steps": result.steps, "stopped_early": result.stopped_early, "batch": settings.batch,
+        "accum": settings.accum, "lr": config.lr, "seed": context.seed, "device": str(context.device),
+        "wall_s": round(result.wall_s, 1), "final_loss": sum(result.losses[-20:]) / max(1, len(result.losses[-20:])),
+        "best_val_loss": result.best_val_loss, "class_label": label,
+    }
+    return FineTuneOutcome(adapters, result, provenance)

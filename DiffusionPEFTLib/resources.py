@@ -1,0 +1,20 @@
+"""Where shipped data lives: anatomy maps, the demo model, sample data (the top-level ``Resources/``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+RESOURCES_ENV = "DIFFUSIONPEFT_RESOURCES"
+DEMO_MODEL = "Models/demo-t1-32x40x32"
+
+
+def resources_dir() -> Path:
+    """``$DIFFUSIONPEFT_RESOURCES`` if set, else ``Resources/`` next to the DiffusionPEFTLib package."""
+    configured = os.environ.get(RESOURCES_ENV)
+    return Path(configured) if configured else Path(__file__).resolve().parents[1] / "Resources"
+
+
+def demo_model_dir() -> Path:
+    """The shipped demo base model package (healthy T1w, 32×40×32 at 6 mm)."""
+    return resources_dir() / DEMO_MODEL
