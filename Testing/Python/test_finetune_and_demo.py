@@ -1,0 +1,105 @@
+"""finetune / synthesize --adapter / assess / demo through the command line, on the tiny model."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import TINY_ARCH, run_cli, smooth_volume
+
+from DiffusionPEFTLib.volumes import read_volume, write_volume
+
+
+@pytest.fixture(scope="module")
+def target_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("targets")
+    for i in range(4):
+        write_volume(smooth_volume(seed=50 + i, scale=300.0), folder / f"t{i}.nii.gz")
+    return folder
+
+
+def test_dry_run_needs_only_model_json_and_reports_the_plan(tmp_path, tiny_model_dir):
+    config_only = tmp_path / "config_only"
+    config_only.mkdir()
+    shutil.copy(tiny_model_dir / "model.json", config_only)
+    code, events = run_cli("finetune", config_only, "--dry-run", "--method", "lora", "--rank", "2")
+    assert code == 0, events.events
+    metrics = {e["name"]: e["value"] for e in events.of("metric")}
+    assert metrics["base_parameters"] == 184_217
+    assert 0 < metrics["trainable_parameters"] < metrics["base_parameters"]
+    assert metrics["trainable_share"] == pytest.approx(metrics["trainable_parameters"] / 184_217, rel=1e-4)
+    assert "lora on" in events.of("log")[0]["message"]
+
+
+def test_finetune_then_synthesize_with_the_adapter_changes_the_output(tmp_path, tiny_model_dir, target_folder):
+    code, events = run_cli("finetune", tiny_model_dir, target_folder, "--method", "tenvoo-l", "--rank", "2",
+                           "--steps", "3", "--lr", "5e-3", "--out", tmp_path / "adapter")
+    assert code == 0, events.events
+    manifest = json.loads((tmp_path / "adapter" / "adapter.json").read_text())
+    assert manifest["method"] == "tenvoo-l" and manifest["provenance"]["steps"] == 3
+    assert [e["step"] for e in events.of("progress") if e["stage"] == "finetune"] == [0, 1, 2, 3]
+    outputs = {}
+    for name, extra in (("base", []), ("tuned", ["--adapter", tmp_path / "adapter"])):
+        assert run_cli("synthesize", tiny_model_dir, *extra, "--steps", "3", "--seed", "4",
+                       "--out", tmp_path / f"{name}.nii.gz")[0] == 0
+        outputs[name] = read_volume(tmp_path / f"{name}.nii.gz", check=False).data
+    assert np.abs(outputs["base"] - outputs["tuned"]).max() > 1e-4
+    # an existing adapter folder is not overwritten by accident
+    code, events = run_cli("finetune", tiny_model_dir, target_folder, "--steps", "1", "--out", tmp_path / "adapter")
+    assert code == 2 and "--overwrite" in events.of("error")[0]["hint"]
+
+
+def test_adapter_on_another_base_model_is_refused(tmp_path, tiny_model_dir, target_folder, volume_folder):
+    assert run_cli("finetune", tiny_model_dir, target_folder, "--method", "lora", "--steps", "1",
+                   "--out", tmp_path / "adapter")[0] == 0
+    assert run_cli("pretrain", volume_folder, "--out", tmp_path / "other", *TINY_ARCH, "--steps", "1",
+                   "--seed", "9")[0] == 0
+    code, events = run_cli("synthesize", tmp_path / "other", "--adapter", tmp_path / "adapter",
+                           "--out", tmp_path / "x.nii.gz")
+    assert code == 4
+    assert events.of("error")[0]["kind"] == "adapter" and "another base model" in events.of("error")[0]["message"]
+    assert not (tmp_path / "x.nii.gz").exists()
+
+
+def test_finetune_resume_matches_an_uninterrupted_run(tmp_path, tiny_model_dir, target_folder):
+    common = [tiny_model_dir, target_folder, "--method", "lora", "--rank", "2", "--lr", "1e-3", "--seed", "3"]
+    assert run_cli("finetune", *common, "--steps", "4", "--out", tmp_path / "full")[0] == 0
+    assert run_cli("finetune", *common, "--steps", "2", "--out", tmp_path / "part")[0] == 0
+    assert run_cli("finetune", *common, "--steps", "4", "--out", tmp_path / "part", "--resume")[0] == 0
+    from safetensors.torch import load_file
+
+    full = load_file(tmp_path / "full" / "adapter.safetensors")
+    part = load_file(tmp_path / "part" / "adapter.safetensors")
+    assert full.keys() == part.keys()
+    for key in full:
+        assert np.array_equal(full[key].numpy(), part[key].numpy()), key
+
+
+def test_assess_writes_numbers_and_a_montage(tmp_path, tiny_model_dir, volume_folder, target_folder):
+    code, events = run_cli("assess", tiny_model_dir, target_folder, "--train", volume_folder, "--n", "2",
+                           "--steps", "2", "--out", tmp_path / "assessment")
+    assert code == 0, events.events
+    result = json.loads((tmp_path / "assessment" / "assessment.json").read_text())
+    for key in ("ms_ssim_sample_real", "ms_ssim_real_real", "ms_ssim_sample_sample", "mmd_sample_real",
+                "mmd_mean_real", "realism_ratio", "diversity_ratio"):
+        assert np.isfinite(result[key]), key
+    assert result["ms_ssim_real_real"] < 1.0
+    assert (tmp_path / "assessment" / "montage.png").stat().st_size > 5_000
+
+
+def test_demo_runs_end_to_end_and_writes_its_report(tmp_path, tiny_model_dir):
+    code, events = run_cli("demo", "--model", tiny_model_dir, "--steps", "2", "--samples", "2",
+                           "--sampling-steps", "2", "--train-subjects", "2", "--heldout-subjects", "2",
+                           "--out", tmp_path / "report")
+    assert code == 0, events.events
+    report = tmp_path / "report"
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert set(metrics["metrics"]) == {"base", "fine_tuned"}
+    assert metrics["counts"]["total"] > 0
+    for name in ("report.md", "montage.png", "loss_curve.png", "adapter/adapter.json"):
+        assert (report / name).exists(), name
+    assert len(list((report / "samples").glob("*.nii.gz"))) == 4
+    text = (report / "report.md").read_text()
+    assert "| metric | base model | fine-tuned |" in text
+    stages = {e["stage"] for e in events.of("progress")}
+    assert {"simulate", "sample", "finetune"} <= stages

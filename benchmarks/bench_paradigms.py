@@ -1,0 +1,176 @@
+"""Benchmark of fine-tuning paradigms on the demo base model and a simulated domain shift.
+
+For each method, in its own process (so peak memory is its own): fine-tune a fixed number of
+steps on simulated target subjects (default: healthy T1w base → FLAIR), then merge and sample.
+Reports trainable parameters, median step time and peak memory ÷ full fine-tuning (same run),
+merged sampling time ÷ base model, and MS-SSIM of samples to held-out targets, sample diversity
+(sample–sample MS-SSIM against the targets' own), realism ratio and MMD.
+
+Usage: python benchmarks/bench_paradigms.py [--steps 40] [--methods tenvoo-l lora full ...] [--out docs/benchmarks]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from DiffusionPEFTLib.assessment import assess_samples  # noqa: E402
+from DiffusionPEFTLib.context import RunContext  # noqa: E402
+from DiffusionPEFTLib.events import ListSink  # noqa: E402
+from DiffusionPEFTLib.finetuning import FineTuneSettings, fine_tune  # noqa: E402
+from DiffusionPEFTLib.models import load_model  # noqa: E402
+from DiffusionPEFTLib.resources import demo_model_dir  # noqa: E402
+from DiffusionPEFTLib.simulate import write_cohort  # noqa: E402
+from DiffusionPEFTLib.synthesis import sample  # noqa: E402
+from DiffusionPEFTLib.training import TrainingVolumes, find_volume_files  # noqa: E402
+
+METHODS = ["tenvoo-l", "tenvoo-q", "lora", "dora", "loha", "lokr", "selora", "dylora", "adalora", "norm-bias",
+           "full", "controlled"]
+RANKED = {"tenvoo-l", "tenvoo-q", "lora", "dora", "loha", "lokr", "dylora", "adalora"}
+
+
+class TimingSink(ListSink):
+    """Records the time of every fine-tuning progress event; a validation in between voids that interval."""
+
+    def __init__(self):
+        super().__init__()
+        self.stamps: list[float | None] = []
+
+    def emit(self, event):
+        if event["event"] == "progress" and event["stage"] == "finetune":
+            self.stamps.append(time.perf_counter())
+        elif event["event"] == "metric" and event["name"] == "val_loss":
+            self.stamps.append(None)
+        super().emit(event)
+
+    def step_durations(self) -> list[float]:
+        """Seconds of each optimizer step after the first (warm-up), validations excluded."""
+        pairs = zip(self.stamps[1:], self.stamps[2:])
+        return [b - a for a, b in pairs if a is not None and b is not None]
+
+
+def draw(model, count, steps, seed):
+    start = time.perf_counter()
+    images = sample(model, count, steps, "ddim", generator=torch.Generator().manual_seed(seed))
+    return [image[0].numpy() for image in images], time.perf_counter() - start
+
+
+def run_one(args) -> dict:
+    """One method (or 'base') in this process; returns its row."""
+    torch.set_num_threads(args.threads)
+    data = Path(args.data)
+    model = load_model(args.model)
+    spec = model.config.input
+    reals = [img[0].numpy() for img in TrainingVolumes.load(
+        find_volume_files([data / "heldout" / "manifest.json"], contrast=args.contrast), spec).images]
+    low, high = spec.normalisation().range
+    row = {"method": args.one}
+    if args.one != "base":
+        lr = args.full_lr if args.one in ("full", "controlled") else args.adapter_lr
+        options = {"rank": args.rank} if args.one in RANKED else {}
+        settings = FineTuneSettings(method=args.one, options=options, steps=args.steps, lr=lr, checkpoint_every=0)
+        sink = TimingSink()
+        with tempfile.TemporaryDirectory() as work:
+            outcome = fine_tune(model, find_volume_files([data / "train" / "manifest.json"], contrast=args.contrast),
+                                settings, work, RunContext(events=sink, seed=args.seed))
+        durations = sink.step_durations()
+        counts = outcome.adapters.counts()
+        row.update({"trainable": counts.total, "share": counts.share, "steps": outcome.result.steps, "lr": lr,
+                    "step_s": statistics.median(durations) if durations else float("nan"),
+                    "final_loss": outcome.provenance["final_loss"],
+                    "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3})
+        model.unet = outcome.adapters.merge_and_unload()
+    model.eval()
+    draw(model, 1, 2, 0)  # warm-up
+    samples, seconds = draw(model, args.samples, args.sampling_steps, args.seed + 7)
+    row["sampling_s"] = seconds
+    row.update(assess_samples(samples, reals, data_range=high - low))
+    return row
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(demo_model_dir()))
+    parser.add_argument("--methods", nargs="+", default=METHODS)
+    parser.add_argument("--target", choices=["flair", "t2"], default="flair", help="contrast of the new domain")
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--rank", type=int, default=4)
+    parser.add_argument("--adapter-lr", type=float, default=1e-3)
+    parser.add_argument("--full-lr", type=float, default=1e-4)
+    parser.add_argument("--train-subjects", type=int, default=8)
+    parser.add_argument("--heldout-subjects", type=int, default=6)
+    parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--sampling-steps", type=int, default=25)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="docs/benchmarks")
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--data", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--contrast", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args)))
+        return
+    spec = load_model(args.model).config.input
+    rows = []
+    with tempfile.TemporaryDirectory() as data:
+        for split, count, seed in (("train", args.train_subjects, 100), ("heldout", args.heldout_subjects, 200)):
+            write_cohort(Path(data) / split, count, seed=args.seed + seed, contrasts=args.target, shape=spec.shape,
+                         spacing=spec.spacing)
+        for method in ["base", *args.methods]:
+            command = [sys.executable, __file__, "--one", method, "--data", data, "--contrast", args.target,
+                       *sum(([f"--{k.replace('_', '-')}", str(v)] for k, v in vars(args).items()
+                             if k not in ("one", "data", "contrast", "methods", "out", "target")), [])]
+            result = subprocess.run(command, capture_output=True, text=True)
+            if result.returncode != 0:
+                print(f"{method} failed:\n{result.stderr[-2000:]}", file=sys.stderr)
+                continue
+            rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+            print(json.dumps(rows[-1]), flush=True)
+    write_tables(rows, args)
+
+
+def write_tables(rows, args):
+    base = next(r for r in rows if r["method"] == "base")
+    full = next((r for r in rows if r["method"] == "full"), None)
+    lines = [f"Base `{Path(args.model).name}` → {args.target.upper()}: {args.train_subjects} training / "
+             f"{args.heldout_subjects} held-out simulated subjects; {args.steps} steps, batch 1, rank {args.rank}, "
+             f"lr {args.adapter_lr:g} (adapters) / {args.full_lr:g} (full; controlled ×0.1); {args.samples} samples, "
+             f"DDIM {args.sampling_steps}; {args.threads} CPU threads, torch {torch.__version__}.", "",
+             "| method | trainable | % of base | step (s) | step ÷ full | peak MB | peak ÷ full | merged sampling ÷ base "
+             "| MS-SSIM to held-out | realism ratio | sample–sample MS-SSIM (targets: {:.3f}) | MMD² |".format(
+                 base["ms_ssim_real_real"]),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        trained = r["method"] != "base"
+        ratio = (lambda key: f"{r[key] / full[key]:.2f}" if trained and full else "–")
+        lines.append(
+            f"| {r['method']} | {r['trainable']:,} | {100 * r['share']:.3f} | {r['step_s']:.2f} | {ratio('step_s')} | "
+            f"{r['peak_mb']:.0f} | {ratio('peak_mb')} | {r['sampling_s'] / base['sampling_s']:.2f} | "
+            f"{r['ms_ssim_sample_real']:.3f} | {r['realism_ratio']:.2f} | {r['ms_ssim_sample_sample']:.3f} | "
+            f"{r['mmd_sample_real']:.3f} |" if trained else
+            f"| base (no fine-tuning) | 0 | 0 | – | – | – | – | 1.00 | {r['ms_ssim_sample_real']:.3f} | "
+            f"{r['realism_ratio']:.2f} | {r['ms_ssim_sample_sample']:.3f} | {r['mmd_sample_real']:.3f} |")
+    table = "\n".join(lines)
+    print(table)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "paradigms.json").write_text(json.dumps({"settings": {k: v for k, v in vars(args).items()
+                                                                 if k not in ("one", "data", "contrast")},
+                                                    "rows": rows}, indent=2))
+    (out / "paradigms.md").write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
