@@ -25,6 +25,7 @@ ensureLibraryImportable()
 from DiffusionPEFTLib.jobs import write_job  # noqa: E402  (needs the library root on sys.path)
 from DiffusionPEFTSlicer import comparison, sample_data  # noqa: E402
 from DiffusionPEFTSlicer.backend_job import BackendJob  # noqa: E402
+from DiffusionPEFTSlicer.backend_queries import adapterOptions  # noqa: E402
 from DiffusionPEFTSlicer.launcher import BackendLauncher, defaultLauncher  # noqa: E402
 from DiffusionPEFTSlicer.volume_exchange import loadVolumeNode, writeVolumeNode  # noqa: E402
 
@@ -118,15 +119,16 @@ class DiffusionPEFTLogic(ScriptedLoadableModuleLogic):
 
     def fineTune(self, trainingVolumes, modelPath, method="tenvoo-l", rank=4, targets="tenvoo", steps=200,
                  learningRate=1e-4, batchSize=1, seed=0, device="auto", waitForCompletion=True) -> BackendJob:
-        """Train an adapter on ``trainingVolumes``; ``job.result.adapterPath`` is the adapter package."""
+        """Train an adapter on ``trainingVolumes``; ``job.result.adapterPath`` is the adapter package.
+        The selection methods (norm-bias, full, controlled) ignore ``rank`` and ``targets``."""
         if not trainingVolumes:
             raise ValueError(_("Select at least one training volume."))
         model = self._requireModel(modelPath)
         folder = self._newJobFolder("finetune")
         data = [self._writeInput(node, folder, f"train_{index:03d}") for index, node in enumerate(trainingVolumes)]
         write_job(folder, "finetune", {
-            "model": str(model), "data": data, "method": method, "rank": rank,
-            "targets": targets, "steps": steps, "lr": learningRate, "batch": batchSize, "out": ADAPTER_FOLDER_NAME,
+            "model": str(model), "data": data, **adapterOptions(method, rank, targets), "steps": steps,
+            "lr": learningRate, "batch": batchSize, "out": ADAPTER_FOLDER_NAME,
         }, {"device": device, "seed": seed})
 
         def finish(result):

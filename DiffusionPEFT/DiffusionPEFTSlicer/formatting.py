@@ -1,9 +1,11 @@
-"""Texts the panel shows: progress with ETA, the model card, errors with their hint."""
+"""Texts the panel shows: progress with ETA, the model card, the trainable share, errors with their hint."""
 
 from __future__ import annotations
 
 import html
 from pathlib import PurePath
+
+TRAINABLE_PENDING_TEXT = "trainable parameters: …"
 
 
 def durationText(seconds: float) -> str:
@@ -48,6 +50,15 @@ def modelCardText(card: dict, environment: dict | None) -> str:
         lines.append(f"device: {html.escape(device)}; torch {environment.get('torch')}, "
                      f"CUDA {environment.get('cuda') or 'none'}")
     return "<br>".join(lines)
+
+
+def trainableText(counts: dict) -> str:
+    """The trainable share of an adapter plan's counts, e.g. ``trainable parameters: 601,024 = 0.36 % of
+    166,669,313 (adapter 539,392 + norms/biases 61,632)``; no split when only base parameters train."""
+    text = f"trainable parameters: {counts['total']:,} = {100 * counts['share']:.2f} % of {counts['base']:,}"
+    if counts["adapter"]:
+        text += f" (adapter {counts['adapter']:,} + norms/biases {counts['extra']:,})"
+    return text
 
 
 def errorText(message: str, hint: str = "") -> str:

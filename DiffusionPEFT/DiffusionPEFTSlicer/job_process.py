@@ -2,8 +2,9 @@
 
 Two reader threads queue stdout and stderr lines; :meth:`JobProcess.poll` hands them to the
 callback on the thread that calls it (MRML and Qt may only be touched from the main thread).
-Cancel first asks politely (the stop file: the job saves and exits with 130), then kills the
-whole process tree after a grace period (PythonSlicer is a launcher; torch may start workers).
+Cancel first asks politely (the stop file, where the process has one: the job saves and exits with
+130), then kills the whole process tree after a grace period (PythonSlicer is a launcher; torch may
+start workers).
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ STDERR = "stderr"
 class JobProcess:
     """Run ``argv`` in ``cwd``; ``onLine(stream, text)`` gets each line, ``onExit(code, killed)`` the end."""
 
-    def __init__(self, argv: list[str], cwd: Path, environment: dict[str, str] | None, stopFile: Path,
+    def __init__(self, argv: list[str], cwd: Path, environment: dict[str, str] | None, stopFile: Path | None,
                  onLine: Callable[[str, str], None], onExit: Callable[[int, bool], None]):
         self.argv = argv
         self.cwd = Path(cwd)
         self.environment = environment
-        self.stopFile = Path(stopFile)
+        self.stopFile = Path(stopFile) if stopFile is not None else None
         self.onLine = onLine
         self.onExit = onExit
         self._lines: queue.Queue = queue.Queue()
@@ -77,11 +78,12 @@ class JobProcess:
         return self._process.returncode
 
     def cancel(self, graceSeconds: float = 10.0) -> None:
-        """Ask the job to stop (stop file); kill the process tree if it still runs after ``graceSeconds``
+        """Ask the job to stop (stop file, if any); kill the process tree if it still runs after ``graceSeconds``
         (at once when it is 0; otherwise :meth:`poll` or :meth:`wait` enforce the deadline)."""
         if not self.running:
             return
-        self.stopFile.touch()
+        if self.stopFile is not None:
+            self.stopFile.touch()
         if graceSeconds <= 0:
             self.kill()
             return

@@ -1,5 +1,6 @@
 """The panel (PythonQt, works on Qt 5 and Qt 6 builds): binds the .ui to the parameter node and
-turns buttons into logic calls. Jobs run without blocking: a timer polls the running job."""
+turns buttons into logic calls. Jobs run without blocking: a timer polls the running job. The trainable
+share of the chosen adapter is recounted in the background whenever model, method, rank or targets change."""
 
 import pathlib
 
@@ -14,6 +15,7 @@ from .job_result import JobFailed
 from .loss_curve import LossCurve
 
 POLL_INTERVAL_MS = 100
+TRAINABLE_DELAY_MS = 400  # recount once the adapter choice has settled (spin box typing, arrow keys)
 USER_ERRORS = (ValueError, RuntimeError, OSError, JobFailed)
 
 
@@ -32,6 +34,9 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._idleText = ""
         self._environment = None
         self._pollTimer = qt.QTimer()
+        self._trainableQuery = None
+        self._trainableDelayTimer = qt.QTimer()
+        self._trainablePollTimer = qt.QTimer()
 
     def setup(self):
         from DiffusionPEFT import DiffusionPEFTLogic
@@ -47,12 +52,21 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic.completionCallback = self.onJobFinished
         self._pollTimer.setInterval(POLL_INTERVAL_MS)
         self._pollTimer.connect("timeout()", self.onPollJob)
+        self._trainableDelayTimer.setSingleShot(True)
+        self._trainableDelayTimer.setInterval(TRAINABLE_DELAY_MS)
+        self._trainableDelayTimer.connect("timeout()", self.startTrainableQuery)
+        self._trainablePollTimer.setInterval(POLL_INTERVAL_MS)
+        self._trainablePollTimer.connect("timeout()", self.onPollTrainableQuery)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.userModelsFolderButton.directory = str(self.userModelsFolder())
         for widget, signal, slot in (
             (self.ui.modelSelector, "activated(int)", self.onModelSelected),
             (self.ui.modelPathLineEdit, "currentPathChanged(QString)", self.updateModelCard),
+            (self.ui.modelPathLineEdit, "currentPathChanged(QString)", self.onAdapterChoiceChanged),
+            (self.ui.adapterMethodComboBox, "currentIndexChanged(int)", self.onAdapterChoiceChanged),
+            (self.ui.adapterRankSpinBox, "valueChanged(int)", self.onAdapterChoiceChanged),
+            (self.ui.adapterTargetsComboBox, "currentIndexChanged(int)", self.onAdapterChoiceChanged),
             (self.ui.userModelsFolderButton, "directoryChanged(QString)", self.onUserModelsFolderChanged),
             (self.ui.importModelButton, "clicked(bool)", self.onImportModel),
             (self.ui.loadAdapterButton, "clicked(bool)", self.onLoadAdapter),
@@ -69,6 +83,8 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def cleanup(self):
         self._pollTimer.stop()
+        self._trainableDelayTimer.stop()
+        self._cancelTrainableQuery()
         self.logic.cancel(graceSeconds=0)
         self.removeObservers()
 
@@ -96,6 +112,7 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = parameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.onAdapterChoiceChanged()
 
     # Model ---------------------------------------------------------------------------------------
 
@@ -147,6 +164,46 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if folder and adapter:
             with slicer.util.tryWithErrorDisplay(_("Could not save the adapter."), waitCursor=True):
                 self._parameterNode.adapterPath = model_catalog.copyPackage(adapter, pathlib.Path(folder))
+
+    def onAdapterChoiceChanged(self):
+        """Drop the count under way (its answer is stale) and show "…"; recount when no further change
+        came for TRAINABLE_DELAY_MS."""
+        self._cancelTrainableQuery()
+        self.ui.trainableLabel.text = formatting.TRAINABLE_PENDING_TEXT
+        self._trainableDelayTimer.start()
+
+    def startTrainableQuery(self):
+        """Ask the backend (``finetune --dry-run``, a few seconds) for the trainable share, in the background."""
+        from DiffusionPEFT import isSet
+
+        p = self._parameterNode
+        if p is None or not isSet(p.modelPath):
+            self.ui.trainableLabel.text = ""
+            return
+        try:
+            self._trainableQuery = backend_queries.adapterPlan(
+                self.logic.launcher, p.modelPath, p.adapterMethod, p.adapterRank, p.adapterTargets,
+                onAnswer=self.onTrainablePlan, onFailure=self.onTrainableFailure)
+        except JobFailed as failure:
+            self.onTrainableFailure(failure)
+            return
+        self._trainablePollTimer.start()
+
+    def onPollTrainableQuery(self):
+        if not self._trainableQuery.poll():
+            self._trainablePollTimer.stop()
+
+    def onTrainablePlan(self, plan):
+        self.ui.trainableLabel.text = formatting.trainableText(plan["counts"])
+
+    def onTrainableFailure(self, failure):
+        self.ui.trainableLabel.text = formatting.errorText(failure.message)
+
+    def _cancelTrainableQuery(self):
+        self._trainablePollTimer.stop()
+        if self._trainableQuery is not None:
+            self._trainableQuery.cancel()
+            self._trainableQuery = None
 
     # Jobs ----------------------------------------------------------------------------------------
 

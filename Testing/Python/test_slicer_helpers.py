@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 import zipfile
 
 import pytest
@@ -35,6 +36,15 @@ def test_panel_texts():
     assert formatting.errorText("a < b", "try c") == "<b>a &lt; b</b><br>try c"
 
 
+def test_trainable_text_splits_adapter_and_norms_unless_only_base_parameters_train():
+    counts = {"adapter": 539_392, "extra": 61_632, "base": 166_669_313, "total": 601_024,
+              "share": 601_024 / 166_669_313}
+    assert formatting.trainableText(counts) == ("trainable parameters: 601,024 = 0.36 % of 166,669,313 "
+                                                "(adapter 539,392 + norms/biases 61,632)")
+    full = {"adapter": 0, "extra": 2_920_289, "base": 2_920_289, "total": 2_920_289, "share": 1.0}
+    assert formatting.trainableText(full) == "trainable parameters: 2,920,289 = 100.00 % of 2,920,289"
+
+
 def test_model_catalog_lists_packages_and_imports_without_overwriting(tmp_path):
     source = tmp_path / "source" / "brain"
     source.mkdir(parents=True)
@@ -58,6 +68,59 @@ def test_model_card_comes_from_the_backend(tiny_model_dir):
     assert card["grid"]["shape"] == [16, 16, 16] and card["parameters"] > 0
     text = formatting.modelCardText(card, {"cudaAvailable": False, "torch": "2.x", "cuda": None})
     assert "16×16×16" in text and "device: cpu" in text
+
+
+def pollUntilDone(query: backend_queries.BackgroundQuery, answers: list, timeout: float = 60) -> None:
+    """Poll ``query`` like the panel's timer does until it ends (or ``timeout`` passes)."""
+    deadline = time.monotonic() + timeout
+    while query.poll() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not query.poll() and len(answers) <= 1
+
+
+def test_adapter_plan_counts_come_from_the_backend_dry_run(tiny_model_dir):
+    from DiffusionPEFTLib.adapters import plan_adapter
+    from DiffusionPEFTLib.models import read_model_config
+
+    answers = []
+    launcher = BackendLauncher([sys.executable], backendEnvironment())
+    query = backend_queries.adapterPlan(launcher, tiny_model_dir, "tenvoo-l", 2, "tenvoo",
+                                        onAnswer=answers.append, onFailure=answers.append)
+    pollUntilDone(query, answers)
+    expected = plan_adapter(read_model_config(tiny_model_dir).unet, "tenvoo-l", "tenvoo", rank=2).counts
+    assert answers[0]["method"] == "tenvoo-l" and answers[0]["counts"] == expected.as_dict()
+    assert formatting.trainableText(answers[0]["counts"]).startswith(f"trainable parameters: {expected.total:,} = ")
+
+
+def test_selection_methods_get_neither_rank_nor_targets():
+    lora = {"method": "lora", "rank": 8, "targets": "attention"}
+    assert backend_queries.adapterOptions("lora", 8, "attention") == lora
+    assert backend_queries.adapterOptions("full", 8, "attention") == {"method": "full"}
+
+
+def pythonQuery(code: str, answers: list, **options) -> backend_queries.BackgroundQuery:
+    launcher = BackendLauncher([sys.executable], backendEnvironment())
+    return backend_queries.BackgroundQuery([sys.executable, "-c", code], launcher, onAnswer=answers.append,
+                                           onFailure=answers.append, **options).start()
+
+
+def test_a_failed_query_reports_the_backend_error_line_and_hint():
+    answers = []
+    pollUntilDone(pythonQuery(
+        "import sys; print('[info] reading', file=sys.stderr); print('error (model): Model not found: x', "
+        "file=sys.stderr); print('hint: Give a model package.', file=sys.stderr); sys.exit(2)", answers), answers)
+    (failure,) = answers
+    assert (failure.message, failure.hint) == ("error (model): Model not found: x", "Give a model package.")
+
+
+def test_a_superseded_query_is_killed_and_delivers_nothing_and_a_stuck_one_times_out():
+    answers = []
+    superseded = pythonQuery("import time; time.sleep(30); print('{}')", answers)
+    superseded.cancel()
+    pollUntilDone(superseded, answers, timeout=5)
+    assert answers == []
+    pollUntilDone(pythonQuery("import time; time.sleep(30)", answers, timeoutSeconds=0.3), answers, timeout=10)
+    assert "did not answer within 0.3 s" in answers[0].message
 
 
 def test_missing_distributions_are_found_without_importing_them(tmp_path):

@@ -146,6 +146,11 @@ def test_finetune_then_synthesize_with_the_adapter(scene, study, logic, tiny_mod
     assertUnchanged(inputs, before)
 
 
+def test_a_selection_method_finetunes_without_rank_and_targets(scene, study, logic, tiny_model_dir):
+    job = logic.fineTune(study[2][:1], tiny_model_dir, method="norm-bias", rank=8, targets="attention", steps=1)
+    assert (job.result.adapterPath / "adapter.json").is_file()
+
+
 def test_compare_adds_a_difference_volume_and_a_metrics_table(scene, study, logic):
     reference, other = study[2]
     before = snapshot([reference, other])

@@ -17,6 +17,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import xml.etree.ElementTree as ElementTree  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import slicer_standins  # noqa: E402
 
@@ -37,6 +38,16 @@ CONNECTABLE = {
     "QLineEdit": {str}, "QTextEdit": {str}, "ctkPathLineEdit": {pathlib.Path}, "ctkDirectoryButton": {pathlib.Path},
 }
 NODE_SELECTORS = {"qMRMLNodeComboBox", "qMRMLSubjectHierarchyTreeView"}
+
+# The shipped demo model (Resources/Models/demo-t1-32x40x32), as `diffusion-peft info --json` and
+# `pretrain` (scripts/build_demo_model.sh) describe it, on the CPU build the picture was made with.
+DEMO_MODEL = "demo-t1-32x40x32"
+DEMO_CARD = {"path": f"Resources/Models/{DEMO_MODEL}", "parameters": 2_920_289, "size_mb": 11.7,
+             "grid": {"shape": [32, 40, 32], "spacing_mm": [6.0, 6.0, 6.0]}}
+DEMO_ENVIRONMENT = {"torch": "2.13.0+cpu", "cuda": None, "cudaAvailable": False, "gpu": None}
+DEMO_ARCHITECTURE = {"spatial_dims": 3, "in_channels": 1, "out_channels": 1, "channels": [32, 64, 64],
+                     "attention_levels": [False, False, True], "num_res_blocks": 1, "num_head_channels": [0, 0, 64],
+                     "norm_num_groups": 32, "use_flash_attention": True}
 
 
 @pytest.fixture(scope="module")
@@ -143,42 +154,53 @@ def test_module_code_is_qt6_safe_and_never_imports_torch():
 
 
 def test_panel_picture_is_rendered(panel, tmp_path):
-    """Renders the panel; DIFFUSIONPEFT_WRITE_DOCS=1 also refreshes docs/images/panel.png."""
+    """Renders the panel mid-fine-tune with true values: the shipped demo model's card, the trainable share
+    planned on its architecture, and metrics of two simulated subjects. DIFFUSIONPEFT_WRITE_DOCS=1 also
+    refreshes docs/images/panel.png."""
+    from DiffusionPEFTLib.adapters import plan_adapter
+    from DiffusionPEFTLib.metrics import compare_volumes
+    from DiffusionPEFTLib.simulate import simulate_subject
+    from DiffusionPEFTSlicer import comparison, formatting
     from PySide6.QtCore import QSize
-    from PySide6.QtWidgets import QComboBox, QLabel, QProgressBar, QTableWidgetItem, QWidget
+    from PySide6.QtWidgets import QComboBox, QLabel, QProgressBar, QSpinBox, QTableWidgetItem, QWidget
 
     def child(cls, name):
         return panel.findChild(cls, name)
 
-    for name, items in (("modelSelector", ["brain-t1-64mm (shipped)"]), ("deviceComboBox", ["auto"]),
+    counts = plan_adapter(DEMO_ARCHITECTURE, "tenvoo-l", "tenvoo", rank=4).counts.as_dict()
+    assert counts["base"] == DEMO_CARD["parameters"]
+    reference, output = (simulate_subject(seed, contrasts=("flair",)).images["flair"].data for seed in (0, 1))
+    metrics = compare_volumes(output, reference)
+    for name, items in (("modelSelector", [f"{DEMO_MODEL} (shipped)"]), ("deviceComboBox", ["auto"]),
                         ("adapterMethodComboBox", ["tenvoo-l"]), ("adapterTargetsComboBox", ["tenvoo"]),
-                        ("trainingVolumesSelector", ["t1_001, t1_002, t1_003"]), ("referenceVolumeSelector", ["t1_001"]),
-                        ("outputVolumeSelector", ["t1_001 synthesized"]), ("compareReferenceSelector", ["t1_001"]),
-                        ("compareOutputSelector", ["t1_001 synthesized"]), ("generateTaskComboBox", ["synthesize"]),
-                        ("samplerComboBox", ["ddim"])):
+                        ("trainingVolumesSelector", ["sub-002 flair, sub-003 flair, sub-004 flair"]),
+                        ("referenceVolumeSelector", ["sub-000 flair"]), ("outputVolumeSelector", ["None"]),
+                        ("compareReferenceSelector", ["sub-000 flair"]), ("compareOutputSelector", ["sub-001 flair"]),
+                        ("generateTaskComboBox", ["synthesize"]), ("samplerComboBox", ["ddim"])):
         child(QComboBox, name).addItems(items)
-    child(QWidget, "modelPathLineEdit").setProperty("currentPath", "Resources/Models/brain-t1-64mm")
-    child(QWidget, "adapterPathLineEdit").setProperty("currentPath", "jobs/20260301-finetune/adapter")
+    child(QWidget, "modelPathLineEdit").setProperty("currentPath", DEMO_CARD["path"])
     child(QWidget, "userModelsFolderButton").setProperty("directory", "~/DiffusionPEFT/models")
-    child(QLabel, "modelCardLabel").setText("<b>brain-t1-64mm</b><br>166.7 M parameters, 667 MB<br>"
-                                            "grid 64×64×64 voxels at 2×2×2 mm<br>device: cuda (NVIDIA RTX A5000); "
-                                            "torch 2.4.1, CUDA 12.1")
-    panel.findChild(QWidget, "fineTuneButton").setText("Cancel")
+    child(QLabel, "modelCardLabel").setText(formatting.modelCardText(DEMO_CARD, DEMO_ENVIRONMENT))
+    child(QLabel, "trainableLabel").setText(formatting.trainableText(counts))
+    child(QSpinBox, "trainingStepsSpinBox").setValue(150)
+    child(QWidget, "fineTuneButton").setText("Cancel")
+    for name in ("generateButton", "compareButton"):
+        child(QWidget, name).setEnabled(False)  # as while a job runs
     progress = child(QProgressBar, "fineTuneProgressBar")
-    progress.setValue(30)
-    progress.setFormat("%p% — finetune 120/400 — loss 0.031 — 3 min 20 s left")
-    plot = child(QWidget, "lossPlotWidget")
-    plot.points = [(step, 0.03 + 0.25 * 0.97 ** step + 0.004 * ((step * 7919) % 13) / 13) for step in range(121)]
+    progress.setValue(40)
+    progress.setFormat(formatting.progressText({"stage": "finetune", "step": 60, "total": 150, "loss": 0.12,
+                                                "eta_s": 95}))
+    noise = np.random.default_rng(0).random(60)  # an illustrative loss curve, like the progress text
+    child(QWidget, "lossPlotWidget").points = [(step, 0.11 + 0.3 * 0.95 ** step + 0.02 * noise[step - 1])
+                                               for step in range(1, 61)]
     table = child(QWidget, "metricsTableView")
     table.setColumnCount(2)
     table.setHorizontalHeaderLabels(["Metric", "Value"])
-    table.setRowCount(4)
-    for row, (metric, value) in enumerate((("MS-SSIM", "0.912"), ("SSIM", "0.874"), ("PSNR (dB)", "29.8"),
-                                           ("NRMSE", "0.081"))):
-        table.setItem(row, 0, QTableWidgetItem(metric))
-        table.setItem(row, 1, QTableWidgetItem(value))
+    table.setRowCount(len(comparison.METRIC_LABELS))
+    for row, (metric, label) in enumerate(comparison.METRIC_LABELS.items()):
+        table.setItem(row, 0, QTableWidgetItem(label))
+        table.setItem(row, 1, QTableWidgetItem(f"{metrics[metric]:.4g}"))
     table.horizontalHeader().setStretchLastSection(True)
-    child(QLabel, "statusLabel").setText("Fine-tuning… job folder: jobs/20260301-finetune")
     panel.resize(QSize(460, panel.sizeHint().height()))
     picture = PANEL_PICTURE if os.environ.get("DIFFUSIONPEFT_WRITE_DOCS") == "1" else tmp_path / "panel.png"
     picture.parent.mkdir(parents=True, exist_ok=True)
@@ -189,6 +211,8 @@ def test_panel_picture_is_rendered(panel, tmp_path):
 def test_adapter_choices_equal_the_backend_registry():
     import DiffusionPEFT
     from DiffusionPEFTLib.adapters import METHODS, PRESETS
+    from DiffusionPEFTSlicer.backend_queries import SELECTION_METHODS
 
     assert sorted(DiffusionPEFT.ADAPTER_METHODS) == sorted(METHODS)
+    assert sorted(SELECTION_METHODS) == sorted(name for name, method in METHODS.items() if not method.wraps_layers)
     assert DiffusionPEFT.ADAPTER_TARGETS == list(PRESETS)
