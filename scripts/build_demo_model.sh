@@ -5,7 +5,7 @@
 # same command (it passes --resume); STEPS is where the shipped model stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STEPS=${STEPS:-20000}
+STEPS=${STEPS:-2600}
 DP=.venv/bin/diffusion-peft
 [ -f build/demo_pretrain_data/manifest.json ] || \
   $DP simulate --n 400 --contrasts t1 --atrophy 0:0.3 --lesions none --shape 32 40 32 --spacing 6 --seed 1000 \

@@ -70,7 +70,13 @@ def card_text(model: Path, config, assessment: dict, image_prefix: str) -> str:
         f"![held-out reals, samples, training mean]({image_prefix}montage.png)", "",
         f"MS-SSIM uses a {settings.kernel_size}-voxel kernel and {len(settings.weights)} scales at this grid "
         "(the size rule in `metrics/similarity.py`). "
-        "MMD² uses a Gaussian kernel on 2×-block-averaged volumes with the median-distance bandwidth.",
+        "MMD² uses a Gaussian kernel on 2×-block-averaged volumes with the median-distance bandwidth.", "",
+        "## Limitations", "",
+        f"- {'Samples are less varied than the cohort (diversity ratio above 1).' if a['diversity_ratio'] > 1 else 'Samples are as varied as the cohort or more (diversity ratio at most 1).'}",
+        "- Head shape, pose and tissue contrast are learned; inner structure (ventricle and sulcal edges) is "
+        "blotchier than in the reals at this model size and training length (see the montage). More steps "
+        "(`STEPS=... scripts/build_demo_model.sh`, resumable) sharpen it.",
+        "- Trained and assessed on simulated data only; it says nothing about scanner data.",
     ]) + "\n"
 
 
