@@ -76,7 +76,7 @@ class DiffusionPEFTParameterNode:
     adapterTargets: Annotated[str, Choice(ADAPTER_TARGETS)] = "tenvoo"
     adapterPath: pathlib.Path
     trainingSteps: Annotated[int, WithinRange(1, 1_000_000)] = 200
-    learningRate: Annotated[float, WithinRange(1e-7, 1.0), Decimals(7), SingleStep(1e-5)] = 1e-4
+    learningRate: Annotated[float, WithinRange(0.0, 1.0), Decimals(7), SingleStep(1e-5)] = 0.0  # 0 = the method's own
     batchSize: Annotated[int, WithinRange(1, 64)] = 1
     seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
@@ -118,9 +118,10 @@ class DiffusionPEFTLogic(ScriptedLoadableModuleLogic):
         return DiffusionPEFTParameterNode(super().getParameterNode())
 
     def fineTune(self, trainingVolumes, modelPath, method="tenvoo-l", rank=4, targets="tenvoo", steps=200,
-                 learningRate=1e-4, batchSize=1, seed=0, device="auto", waitForCompletion=True) -> BackendJob:
+                 learningRate=0.0, batchSize=1, seed=0, device="auto", waitForCompletion=True) -> BackendJob:
         """Train an adapter on ``trainingVolumes``; ``job.result.adapterPath`` is the adapter package.
-        The selection methods (norm-bias, full, controlled) ignore ``rank`` and ``targets``."""
+        The selection methods (norm-bias, full, controlled) ignore ``rank`` and ``targets``;
+        ``learningRate`` 0 means the method's own default (1e-5 for TenVOO and full, 1e-4 otherwise)."""
         if not trainingVolumes:
             raise ValueError(_("Select at least one training volume."))
         model = self._requireModel(modelPath)
@@ -128,7 +129,7 @@ class DiffusionPEFTLogic(ScriptedLoadableModuleLogic):
         data = [self._writeInput(node, folder, f"train_{index:03d}") for index, node in enumerate(trainingVolumes)]
         write_job(folder, "finetune", {
             "model": str(model), "data": data, **adapterOptions(method, rank, targets), "steps": steps,
-            "lr": learningRate, "batch": batchSize, "out": ADAPTER_FOLDER_NAME,
+            **({"lr": learningRate} if learningRate > 0 else {}), "batch": batchSize, "out": ADAPTER_FOLDER_NAME,
         }, {"device": device, "seed": seed})
 
         def finish(result):

@@ -13,6 +13,7 @@ ROWS = [
     ("ms_ssim_sample_sample", "MS-SSIM samples ↔ each other (diversity; should match the cohort's)"),
     ("diversity_ratio", "samples↔samples ÷ targets↔targets (1 = same diversity)"),
     ("mmd_sample_real", "MMD² samples ↔ held-out targets (lower = closer distribution)"),
+    ("heldout_loss", "denoising loss on held-out targets, fixed noise (lower = better fit)"),
 ]
 
 

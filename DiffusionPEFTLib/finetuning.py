@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .adapters import AdapterSet, inject
+from .adapters import AdapterSet, get_method, inject
 from .context import RunContext
 from .models.diffusion_model import DiffusionModel
 from .training import Trainer, TrainConfig, TrainingVolumes, TrainResult, split_validation
@@ -18,7 +18,8 @@ from .training import Trainer, TrainConfig, TrainingVolumes, TrainResult, split_
 @dataclass
 class FineTuneSettings:
     """method: registry name; targets: preset or regex (None = method default); options: rank, alpha, …;
-    steps, batch, accum, lr: optimisation (lr is multiplied by the method's recipe factor);
+    steps, batch, accum, lr: optimisation (lr None = the method's own default; either way it is
+    multiplied by the method's recipe factor);
     val_fraction / val_every: validation (a recipe with early stopping gets 20 % and every steps/10)."""
 
     method: str = "tenvoo-l"
@@ -27,7 +28,7 @@ class FineTuneSettings:
     steps: int = 200
     batch: int = 1
     accum: int = 1
-    lr: float = 1e-4
+    lr: float | None = None
     val_fraction: float = 0.0
     val_every: int = 0
     checkpoint_every: int = 100
@@ -58,7 +59,7 @@ def fine_tune(model: DiffusionModel, files: list[Path], settings: FineTuneSettin
     if recipe.max_epochs:
         steps = min(steps, max(1, recipe.max_epochs * len(train) // (settings.batch * settings.accum)))
     config = TrainConfig(steps=steps, batch_size=settings.batch, grad_accum=settings.accum,
-                         lr=settings.lr * recipe.lr_factor,
+                         lr=(get_method(settings.method).lr if settings.lr is None else settings.lr) * recipe.lr_factor,
                          val_every=settings.val_every or (max(1, steps // 10) if val is not None else 0),
                          checkpoint_every=settings.checkpoint_every,
                          early_stop_patience=recipe.early_stopping_patience or 0, augment=settings.augment,

@@ -3,10 +3,12 @@
 For each method, in its own process (so peak memory is its own): fine-tune a fixed number of
 steps on simulated target subjects (default: healthy T1w base → FLAIR), then merge and sample.
 Reports trainable parameters, median step time and peak memory ÷ full fine-tuning (same run),
-merged sampling time ÷ base model, and MS-SSIM of samples to held-out targets, sample diversity
-(sample–sample MS-SSIM against the targets' own), realism ratio and MMD.
+merged sampling time ÷ base model, the held-out denoising loss (fixed noise; lower = better fit to
+the new domain), and MS-SSIM of samples to held-out targets, sample diversity (sample–sample
+MS-SSIM against the targets' own), realism ratio and MMD. Each method trains at its own default
+learning rate unless --lr is given (a learning-rate sweep: one run per --lr value, with --out).
 
-Usage: python benchmarks/bench_paradigms.py [--steps 40] [--methods tenvoo-l lora full ...] [--out docs/benchmarks]
+Usage: python benchmarks/bench_paradigms.py [--steps 40] [--methods tenvoo-l lora full ...] [--lr 1e-4] [--out docs/benchmarks]
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from DiffusionPEFTLib.assessment import assess_samples  # noqa: E402
 from DiffusionPEFTLib.context import RunContext  # noqa: E402
 from DiffusionPEFTLib.events import ListSink  # noqa: E402
 from DiffusionPEFTLib.finetuning import FineTuneSettings, fine_tune  # noqa: E402
+from DiffusionPEFTLib.metrics import denoising_loss  # noqa: E402
 from DiffusionPEFTLib.models import load_model  # noqa: E402
 from DiffusionPEFTLib.resources import demo_model_dir  # noqa: E402
 from DiffusionPEFTLib.simulate import write_cohort  # noqa: E402
@@ -72,26 +75,29 @@ def run_one(args) -> dict:
     data = Path(args.data)
     model = load_model(args.model)
     spec = model.config.input
-    reals = [img[0].numpy() for img in TrainingVolumes.load(
-        find_volume_files([data / "heldout" / "manifest.json"], contrast=args.contrast), spec).images]
+    heldout = TrainingVolumes.load(find_volume_files([data / "heldout" / "manifest.json"], contrast=args.contrast),
+                                   spec).images
+    reals = [img[0].numpy() for img in heldout]
     low, high = spec.normalisation().range
     row = {"method": args.one}
     if args.one != "base":
-        lr = args.full_lr if args.one in ("full", "controlled") else args.adapter_lr
         options = {"rank": args.rank} if args.one in RANKED else {}
-        settings = FineTuneSettings(method=args.one, options=options, steps=args.steps, lr=lr, checkpoint_every=0)
+        settings = FineTuneSettings(method=args.one, options=options, steps=args.steps, lr=args.lr,
+                                    checkpoint_every=0)
         sink = TimingSink()
         with tempfile.TemporaryDirectory() as work:
             outcome = fine_tune(model, find_volume_files([data / "train" / "manifest.json"], contrast=args.contrast),
                                 settings, work, RunContext(events=sink, seed=args.seed))
         durations = sink.step_durations()
         counts = outcome.adapters.counts()
-        row.update({"trainable": counts.total, "share": counts.share, "steps": outcome.result.steps, "lr": lr,
+        row.update({"trainable": counts.total, "share": counts.share, "steps": outcome.result.steps,
+                    "lr": outcome.provenance["lr"],
                     "step_s": statistics.median(durations) if durations else float("nan"),
                     "final_loss": outcome.provenance["final_loss"],
                     "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3})
         model.unet = outcome.adapters.merge_and_unload()
     model.eval()
+    row["heldout_loss"] = denoising_loss(model, heldout)
     draw(model, 1, 2, 0)  # warm-up
     samples, seconds = draw(model, args.samples, args.sampling_steps, args.seed + 7)
     row["sampling_s"] = seconds
@@ -106,8 +112,7 @@ def main():
     parser.add_argument("--target", choices=["flair", "t2"], default="flair", help="contrast of the new domain")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--rank", type=int, default=4)
-    parser.add_argument("--adapter-lr", type=float, default=1e-3)
-    parser.add_argument("--full-lr", type=float, default=1e-4)
+    parser.add_argument("--lr", type=float, default=None, help="one learning rate for all (default: each method's own)")
     parser.add_argument("--train-subjects", type=int, default=8)
     parser.add_argument("--heldout-subjects", type=int, default=6)
     parser.add_argument("--samples", type=int, default=4)
@@ -131,7 +136,7 @@ def main():
         for method in ["base", *args.methods]:
             command = [sys.executable, __file__, "--one", method, "--data", data, "--contrast", args.target,
                        *sum(([f"--{k.replace('_', '-')}", str(v)] for k, v in vars(args).items()
-                             if k not in ("one", "data", "contrast", "methods", "out", "target")), [])]
+                             if k not in ("one", "data", "contrast", "methods", "out", "target") and v is not None), [])]
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode != 0:
                 print(f"{method} failed:\n{result.stderr[-2000:]}", file=sys.stderr)
@@ -146,21 +151,23 @@ def write_tables(rows, args):
     full = next((r for r in rows if r["method"] == "full"), None)
     lines = [f"Base `{Path(args.model).name}` → {args.target.upper()}: {args.train_subjects} training / "
              f"{args.heldout_subjects} held-out simulated subjects; {args.steps} steps, batch 1, rank {args.rank}, "
-             f"lr {args.adapter_lr:g} (adapters) / {args.full_lr:g} (full; controlled ×0.1); {args.samples} samples, "
-             f"DDIM {args.sampling_steps}; {args.threads} CPU threads, torch {torch.__version__}.", "",
-             "| method | trainable | % of base | step (s) | step ÷ full | peak MB | peak ÷ full | merged sampling ÷ base "
-             "| MS-SSIM to held-out | realism ratio | sample–sample MS-SSIM (targets: {:.3f}) | MMD² |".format(
+             f"lr {'each method' + chr(39) + 's default' if args.lr is None else format(args.lr, 'g')} (controlled ×0.1); "
+             f"{args.samples} samples, DDIM {args.sampling_steps}; {args.threads} CPU threads, torch {torch.__version__}.",
+             "",
+             "| method | lr | trainable | % of base | step (s) | step ÷ full | peak MB | peak ÷ full | merged sampling ÷ base "
+             "| held-out loss | MS-SSIM to held-out | realism ratio | sample–sample MS-SSIM (targets: {:.3f}) | MMD² |".format(
                  base["ms_ssim_real_real"]),
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         trained = r["method"] != "base"
         ratio = (lambda key: f"{r[key] / full[key]:.2f}" if trained and full else "–")
         lines.append(
-            f"| {r['method']} | {r['trainable']:,} | {100 * r['share']:.3f} | {r['step_s']:.2f} | {ratio('step_s')} | "
-            f"{r['peak_mb']:.0f} | {ratio('peak_mb')} | {r['sampling_s'] / base['sampling_s']:.2f} | "
-            f"{r['ms_ssim_sample_real']:.3f} | {r['realism_ratio']:.2f} | {r['ms_ssim_sample_sample']:.3f} | "
+            f"| {r['method']} | {r['lr']:g} | {r['trainable']:,} | {100 * r['share']:.3f} | {r['step_s']:.2f} | "
+            f"{ratio('step_s')} | {r['peak_mb']:.0f} | {ratio('peak_mb')} | {r['sampling_s'] / base['sampling_s']:.2f} | "
+            f"{r['heldout_loss']:.4f} | {r['ms_ssim_sample_real']:.3f} | {r['realism_ratio']:.2f} | {r['ms_ssim_sample_sample']:.3f} | "
             f"{r['mmd_sample_real']:.3f} |" if trained else
-            f"| base (no fine-tuning) | 0 | 0 | – | – | – | – | 1.00 | {r['ms_ssim_sample_real']:.3f} | "
+            f"| base (no fine-tuning) | – | 0 | 0 | – | – | – | – | 1.00 | {r['heldout_loss']:.4f} | "
+            f"{r['ms_ssim_sample_real']:.3f} | "
             f"{r['realism_ratio']:.2f} | {r['ms_ssim_sample_sample']:.3f} | {r['mmd_sample_real']:.3f} |")
     table = "\n".join(lines)
     print(table)

@@ -41,6 +41,8 @@ class Method:
     select: for trainable-selection methods, (model, options) -> {name: parameter} to train.
     callbacks: (layers, options, total_steps) -> training callbacks.
     recipe: (options, model) -> training hints.
+    lr: the AdamW learning rate used when none is given (before the recipe's factor); chosen by
+        the held-out denoising-loss sweep in docs/adapters.md — tensor networks need ~10× less than LoRA.
     """
 
     name: str
@@ -53,6 +55,7 @@ class Method:
     validate: Callable[[dict], None] | None = None
     callbacks: CallbackFactory | None = None
     recipe: Callable[[dict, nn.Module], Recipe] = field(default=lambda options, model: Recipe())
+    lr: float = 1e-4
 
     @property
     def wraps_layers(self) -> bool:
@@ -97,9 +100,9 @@ _LOW_RANK = {"rank": 4, "alpha": None}
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("tenvoo-l", "TenVOO-L tensor network on Conv3d, QuanTA gates on Linear (zero start, no scale)",
-           {"rank": 4, "factors": None}, ("factors",), partial(TenVOOConv3d, variant="l"), QuanTALinear),
+           {"rank": 4, "factors": None}, ("factors",), partial(TenVOOConv3d, variant="l"), QuanTALinear, lr=1e-5),
     Method("tenvoo-q", "TenVOO-Q tensor network on Conv3d, QuanTA gates on Linear (zero start, no scale)",
-           {"rank": 4, "factors": None}, ("factors",), partial(TenVOOConv3d, variant="q"), QuanTALinear),
+           {"rank": 4, "factors": None}, ("factors",), partial(TenVOOConv3d, variant="q"), QuanTALinear, lr=1e-5),
     Method("lora", "LoRA / LoCon: ΔW = (α/r)·B·A; on Conv3d A is k³, B is 1×1×1", _LOW_RANK, ("alpha",),
            LoRALayer, LoRALayer),
     Method("dora", "DoRA: LoRA direction with a trained per-channel magnitude", _LOW_RANK, ("alpha",),
@@ -118,7 +121,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
             "beta2": 0.85, "orth_reg_weight": 0.5}, ("alpha",), AdaLoRALayer, AdaLoRALayer,
            validate=validate_adalora_options, callbacks=_adalora_callbacks),
     Method("norm-bias", "Train every normalisation parameter and every bias", {}, select=select_norm_bias),
-    Method("full", "Full fine-tuning: every parameter", {}, select=select_all),
+    Method("full", "Full fine-tuning: every parameter", {}, select=select_all, lr=1e-5),
     Method("controlled", "Controlled full fine-tuning: lr/10, epoch budget, early stop, optional new class",
            {"lr_factor": 0.1, "max_epochs": 10, "early_stopping_patience": 3, "new_class": False,
             "new_class_init": "mean"}, select=select_controlled, validate=validate_controlled_options,

@@ -16,6 +16,7 @@ from ..assessment import assess_samples
 from ..errors import InputError
 from ..files import ensure_writable, write_text_atomic
 from ..finetuning import FineTuneSettings, fine_tune
+from ..metrics import denoising_loss
 from ..plots import save_loss_curve, save_montage
 from ..resources import demo_model_dir
 from ..simulate import write_cohort
@@ -38,8 +39,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--target", choices=sorted(TARGETS), default="flair", help="the new domain")
     parser.add_argument("--method", default="tenvoo-l")
     parser.add_argument("--rank", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=150, help="fine-tuning steps")
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--steps", type=int, default=120, help="fine-tuning steps")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the method's own)")
     parser.add_argument("--train-subjects", type=int, default=12)
     parser.add_argument("--heldout-subjects", type=int, default=8)
     parser.add_argument("--samples", type=int, default=6, help="samples per model")
@@ -76,6 +77,7 @@ def run(args, context):
         return [image[0].numpy() for image in images]
 
     model.eval()
+    heldout_loss = {"base": denoising_loss(model, heldout.images)}
     base_samples = draw("base model")
     tick = time.monotonic()
     settings = FineTuneSettings(method=args.method, options={"rank": args.rank} if args.rank else {},
@@ -88,12 +90,15 @@ def run(args, context):
     counts = outcome.adapters.counts().as_dict()
     model.unet = outcome.adapters.merge_and_unload()
     model.eval()
+    heldout_loss["fine_tuned"] = denoising_loss(model, heldout.images)
     tuned_samples = draw("fine-tuned")
 
     tick = time.monotonic()
     low, high = spec.normalisation().range
     metrics = {"base": assess_samples(base_samples, reals, data_range=high - low),
                "fine_tuned": assess_samples(tuned_samples, reals, data_range=high - low)}
+    for model_name, loss in heldout_loss.items():
+        metrics[model_name]["heldout_loss"] = loss
     for model_name, values in metrics.items():
         for name, value in values.items():
             context.events.metric(name, value, model=model_name)

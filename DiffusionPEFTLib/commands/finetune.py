@@ -36,7 +36,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing adapter folder")
     parser.add_argument("--dry-run", action="store_true", help="print the plan (layers, ranks, counts) and exit")
     parser.add_argument("--json", action="store_true", help="with --dry-run: print the plan as JSON on stdout")
-    add_training_arguments(parser, steps=200, lr=1e-4)
+    add_training_arguments(parser, steps=200, lr=None,
+                           lr_help="AdamW learning rate (default: the method's own: 1e-5 for tenvoo-l/q and full, 1e-4 otherwise)")
 
 
 def method_options(args) -> dict:

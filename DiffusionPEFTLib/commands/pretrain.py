@@ -26,12 +26,13 @@ def add_data_arguments(parser, required: bool = True) -> None:
     parser.add_argument("--val-every", type=int, default=0, help="validate every N steps (0: never)")
 
 
-def add_training_arguments(parser, steps: int, lr: float) -> None:
+def add_training_arguments(parser, steps: int, lr: float | None,
+                           lr_help: str = "AdamW learning rate") -> None:
     """Optimisation options shared with ``finetune``."""
     parser.add_argument("--steps", type=int, default=steps, help="optimizer steps")
     parser.add_argument("--batch", type=int, default=1, help="volumes per micro-batch")
     parser.add_argument("--accum", type=int, default=1, help="gradient accumulation: micro-batches per step")
-    parser.add_argument("--lr", type=float, default=lr, help="AdamW learning rate")
+    parser.add_argument("--lr", type=float, default=lr, help=lr_help)
     parser.add_argument("--checkpoint-every", type=int, default=100, help="write a checkpoint every N steps")
     parser.add_argument("--no-augment", action="store_true", help="no flips / contrast jitter")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in the work folder")

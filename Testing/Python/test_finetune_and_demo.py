@@ -52,6 +52,8 @@ def test_finetune_then_synthesize_with_the_adapter_changes_the_output(tmp_path, 
 def test_adapter_on_another_base_model_is_refused(tmp_path, tiny_model_dir, target_folder, volume_folder):
     assert run_cli("finetune", tiny_model_dir, target_folder, "--method", "lora", "--steps", "1",
                    "--out", tmp_path / "adapter")[0] == 0
+    provenance = json.loads((tmp_path / "adapter" / "adapter.json").read_text())["provenance"]
+    assert provenance["lr"] == pytest.approx(1e-4)  # no --lr: LoRA's own default (TenVOO's is 1e-5)
     assert run_cli("pretrain", volume_folder, "--out", tmp_path / "other", *TINY_ARCH, "--steps", "1",
                    "--seed", "9")[0] == 0
     code, events = run_cli("synthesize", tmp_path / "other", "--adapter", tmp_path / "adapter",

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from DiffusionPEFTLib.metrics import denoising_loss
 from DiffusionPEFTLib.models import DiffusionModel, load_model, read_model_config
 from DiffusionPEFTLib.resources import demo_model_dir
 from DiffusionPEFTLib.simulate import simulate_cohort
@@ -27,17 +28,6 @@ def test_package_matches_its_card(shipped):
     assert f"**{assessment['realism_ratio']:.2f}**" in card and "2,920,289" in card
 
 
-def denoising_loss(model: DiffusionModel, x0: torch.Tensor) -> float:
-    """Mean training loss over fixed noise at t = 100, 300, 500 for (B, 1, X, Y, Z) volumes."""
-    generator = torch.Generator().manual_seed(3)
-    losses = []
-    with torch.no_grad():
-        for t in (100, 300, 500):
-            noise = torch.randn(x0.shape, generator=generator)
-            losses.append(model.loss(x0, noise, torch.full((x0.shape[0],), t)).item())
-    return sum(losses) / len(losses)
-
-
 def test_shipped_weights_denoise_unseen_t1_far_better_than_untrained_weights(shipped):
     spec = shipped.config.input
     normalisation = spec.normalisation()
@@ -50,3 +40,4 @@ def test_shipped_weights_denoise_unseen_t1_far_better_than_untrained_weights(shi
     untrained = DiffusionModel(read_model_config(demo_model_dir())).eval()
     trained_loss, untrained_loss = denoising_loss(shipped, x0), denoising_loss(untrained, x0)
     assert trained_loss < 0.2 * untrained_loss, (trained_loss, untrained_loss)
+    assert denoising_loss(shipped, x0) == trained_loss  # fixed noise: reproducible

@@ -6,6 +6,7 @@ inputs must stay untouched, and a cancelled job must leave neither nodes nor fin
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 
@@ -104,7 +105,7 @@ def test_parameter_node_is_a_singleton_with_typed_defaults(scene, logic, study):
     parameters.adapterRank = 16
     again = logic.getParameterNode()
     assert again.referenceVolume is study[2][0] and again.adapterRank == 16
-    assert again.adapterMethod == "tenvoo-l" and again.learningRate == pytest.approx(1e-4)
+    assert again.adapterMethod == "tenvoo-l" and again.learningRate == 0.0  # 0 = the method's own
     with pytest.raises(ValueError):
         again.adapterMethod = "no-such-method"
 
@@ -148,7 +149,8 @@ def test_finetune_then_synthesize_with_the_adapter(scene, study, logic, tiny_mod
 
 def test_a_selection_method_finetunes_without_rank_and_targets(scene, study, logic, tiny_model_dir):
     job = logic.fineTune(study[2][:1], tiny_model_dir, method="norm-bias", rank=8, targets="attention", steps=1)
-    assert (job.result.adapterPath / "adapter.json").is_file()
+    manifest = json.loads((job.result.adapterPath / "adapter.json").read_text())
+    assert manifest["method"] == "norm-bias" and manifest["provenance"]["lr"] == pytest.approx(1e-4)  # its default
 
 
 def test_compare_adds_a_difference_volume_and_a_metrics_table(scene, study, logic):
