@@ -121,7 +121,7 @@ class DiffusionPEFTLogic(ScriptedLoadableModuleLogic):
                  learningRate=0.0, batchSize=1, seed=0, device="auto", waitForCompletion=True) -> BackendJob:
         """Train an adapter on ``trainingVolumes``; ``job.result.adapterPath`` is the adapter package.
         The selection methods (norm-bias, full, controlled) ignore ``rank`` and ``targets``;
-        ``learningRate`` 0 means the method's own default (1e-5 for TenVOO and full, 1e-4 otherwise)."""
+        ``learningRate`` 0 means the method's own default (``diffusion-peft finetune --help``)."""
         if not trainingVolumes:
             raise ValueError(_("Select at least one training volume."))
         model = self._requireModel(modelPath)

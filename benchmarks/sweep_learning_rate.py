@@ -41,6 +41,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="docs/benchmarks")
+    parser.add_argument("--name", default="learning_rate", help="file stem of the table (.md) and data (.json)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     spec = load_model(args.model).config.input
@@ -83,9 +84,9 @@ def write_table(rows: list[dict], base_loss: float, args) -> None:
     print(table)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "learning_rate.json").write_text(json.dumps({"settings": vars(args), "base_heldout_loss": base_loss,
+    (out / f"{args.name}.json").write_text(json.dumps({"settings": vars(args), "base_heldout_loss": base_loss,
                                                         "rows": rows}, indent=2))
-    (out / "learning_rate.md").write_text(table + "\n")
+    (out / f"{args.name}.md").write_text(table + "\n")
 
 
 if __name__ == "__main__":

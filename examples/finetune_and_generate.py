@@ -30,7 +30,7 @@ def parseArguments(argv):
     parser.add_argument("--rank", type=int, default=4)
     parser.add_argument("--targets", default="tenvoo")
     parser.add_argument("--steps", type=int, default=200, help="fine-tuning steps")
-    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--lr", type=float, default=0.0, help="learning rate (0 = the method's own default)")
     parser.add_argument("--count", type=int, default=1, help="volumes to synthesize")
     parser.add_argument("--sampling-steps", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)

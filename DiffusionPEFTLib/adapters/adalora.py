@@ -61,11 +61,19 @@ class AdaLoRALayer(AdapterLayer):
         return f"rank={self.rank}, alpha={self.alpha:g}, merged={self.merged}"
 
 
+def adalora_target_rank(options: dict) -> int:
+    """The final average rank: ``target_rank`` if given, else two thirds of ``rank`` (peft's 8 of 12), ≥ 1."""
+    if options["target_rank"] is not None:
+        return options["target_rank"]
+    return max(1, round(2 * options["rank"] / 3))
+
+
 def validate_adalora_options(options: dict) -> None:
-    check_rank(options["target_rank"], "target_rank")
+    target_rank = adalora_target_rank(options)
+    check_rank(target_rank, "target_rank")
     check_rank(options["delta_t"], "delta_t")
-    if options["target_rank"] > options["rank"]:
-        raise AdapterError(f"AdaLoRA target_rank ({options['target_rank']}) exceeds the initial rank ({options['rank']}).",
+    if target_rank > options["rank"]:
+        raise AdapterError(f"AdaLoRA target_rank ({target_rank}) exceeds the initial rank ({options['rank']}).",
                            hint="rank is the initial rank (peft init_r, 12); target_rank the final average (8).")
     if options["tinit"] < 0 or options["tfinal"] < 0:
         raise AdapterError("AdaLoRA tinit and tfinal must be ≥ 0.", hint="Use step counts, e.g. tinit=200, tfinal=200.")

@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 from torch import nn
 
 from ..errors import AdapterError
-from .adalora import AdaLoRABudget, AdaLoRALayer, validate_adalora_options
+from .adalora import AdaLoRABudget, AdaLoRALayer, adalora_target_rank, validate_adalora_options
 from .base import AdapterLayer, check_rank
 from ..training.callbacks import TrainingCallback
 from .dora import DoRALayer
@@ -41,8 +41,9 @@ class Method:
     select: for trainable-selection methods, (model, options) -> {name: parameter} to train.
     callbacks: (layers, options, total_steps) -> training callbacks.
     recipe: (options, model) -> training hints.
-    lr: the AdamW learning rate used when none is given (before the recipe's factor); chosen by
-        the held-out denoising-loss sweep in docs/adapters.md — tensor networks need ~10× less than LoRA.
+    lr: the AdamW learning rate used when none is given (before the recipe's factor), chosen by the
+        held-out denoising-loss sweep in docs/adapters.md: TenVOO 1e-5, full 3e-5, the zero-start
+        LoRA family 1e-3; controlled 3e-4 (a typical pretraining rate) × its lr_factor 0.1.
     """
 
     name: str
@@ -55,7 +56,7 @@ class Method:
     validate: Callable[[dict], None] | None = None
     callbacks: CallbackFactory | None = None
     recipe: Callable[[dict, nn.Module], Recipe] = field(default=lambda options, model: Recipe())
-    lr: float = 1e-4
+    lr: float = 1e-3
 
     @property
     def wraps_layers(self) -> bool:
@@ -92,8 +93,8 @@ def _dylora_callbacks(layers, options, total_steps):
 
 
 def _adalora_callbacks(layers, options, total_steps):
-    keys = ("target_rank", "tinit", "tfinal", "delta_t", "beta1", "beta2", "orth_reg_weight")
-    return [AdaLoRABudget(layers, total_steps, **{k: options[k] for k in keys})]
+    keys = ("tinit", "tfinal", "delta_t", "beta1", "beta2", "orth_reg_weight")
+    return [AdaLoRABudget(layers, total_steps, adalora_target_rank(options), **{k: options[k] for k in keys})]
 
 
 _LOW_RANK = {"rank": 4, "alpha": None}
@@ -117,15 +118,15 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            {"rank": 8, "alpha": None, "min_rank": 1, "seed": 0}, ("alpha",), DyLoRALayer, DyLoRALayer,
            validate=validate_dylora_options, callbacks=_dylora_callbacks),
     Method("adalora", "AdaLoRA: SVD-form update, importance-driven rank budget",
-           {"rank": 12, "alpha": None, "target_rank": 8, "tinit": 0, "tfinal": 0, "delta_t": 1, "beta1": 0.85,
+           {"rank": 12, "alpha": None, "target_rank": None, "tinit": 0, "tfinal": 0, "delta_t": 1, "beta1": 0.85,
             "beta2": 0.85, "orth_reg_weight": 0.5}, ("alpha",), AdaLoRALayer, AdaLoRALayer,
            validate=validate_adalora_options, callbacks=_adalora_callbacks),
     Method("norm-bias", "Train every normalisation parameter and every bias", {}, select=select_norm_bias),
-    Method("full", "Full fine-tuning: every parameter", {}, select=select_all, lr=1e-5),
+    Method("full", "Full fine-tuning: every parameter", {}, select=select_all, lr=3e-5),
     Method("controlled", "Controlled full fine-tuning: lr/10, epoch budget, early stop, optional new class",
            {"lr_factor": 0.1, "max_epochs": 10, "early_stopping_patience": 3, "new_class": False,
             "new_class_init": "mean"}, select=select_controlled, validate=validate_controlled_options,
-           recipe=controlled_recipe),
+           recipe=controlled_recipe, lr=3e-4),
 )}
 ALIASES = {"locon": "lora", "tenvoo": "tenvoo-l", "norm": "norm-bias", "bitfit": "norm-bias"}
 

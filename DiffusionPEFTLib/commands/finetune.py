@@ -36,8 +36,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing adapter folder")
     parser.add_argument("--dry-run", action="store_true", help="print the plan (layers, ranks, counts) and exit")
     parser.add_argument("--json", action="store_true", help="with --dry-run: print the plan as JSON on stdout")
-    add_training_arguments(parser, steps=200, lr=None,
-                           lr_help="AdamW learning rate (default: the method's own: 1e-5 for tenvoo-l/q and full, 1e-4 otherwise)")
+    add_training_arguments(parser, steps=200, lr=None, lr_help=learning_rate_help())
+
+
+def learning_rate_help() -> str:
+    """--lr help listing each method's default learning rate, grouped by value."""
+    groups: dict[float, list[str]] = {}
+    for name, method in METHODS.items():
+        groups.setdefault(method.lr, []).append(name)
+    listed = "; ".join(f"{lr:g} for {', '.join(names)}" for lr, names in groups.items())
+    return f"AdamW learning rate (default: the method's own: {listed}; controlled then applies its lr_factor)"
 
 
 def method_options(args) -> dict:

@@ -170,6 +170,12 @@ def adalora_on_toy(**options):
     return inject(model, "adalora", ["0", "2"], rank=6, target_rank=2, **options)
 
 
+def test_adalora_target_rank_defaults_to_two_thirds_of_the_rank():
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 5))
+    adapters = inject(model, "adalora", ["0", "2"], rank=4)  # no target_rank: 3, not peft's fixed 8 > 4
+    assert adapters.make_callbacks(total_steps=50)[0].target_budget == 3 * 2
+
+
 def test_adalora_budget_follows_the_cubic_schedule():
     adapters = adalora_on_toy(tinit=10, tfinal=20, delta_t=5)
     budget = AdaLoRABudget(adapters.layers, total_steps=100, target_rank=2, tinit=10, tfinal=20, delta_t=5)
