@@ -43,7 +43,7 @@ class Method:
     recipe: (options, model) -> training hints.
     lr: the AdamW learning rate used when none is given (before the recipe's factor), chosen by the
         held-out denoising-loss sweep in docs/adapters.md: TenVOO 1e-5, full 3e-5, the zero-start
-        LoRA family 1e-3; controlled 3e-4 (a typical pretraining rate) × its lr_factor 0.1.
+        LoRA family 1e-3, norm/bias 3e-3; controlled 3e-4 (a typical pretraining rate) × its lr_factor 0.1.
     """
 
     name: str
@@ -121,7 +121,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            {"rank": 12, "alpha": None, "target_rank": None, "tinit": 0, "tfinal": 0, "delta_t": 1, "beta1": 0.85,
             "beta2": 0.85, "orth_reg_weight": 0.5}, ("alpha",), AdaLoRALayer, AdaLoRALayer,
            validate=validate_adalora_options, callbacks=_adalora_callbacks),
-    Method("norm-bias", "Train every normalisation parameter and every bias", {}, select=select_norm_bias),
+    Method("norm-bias", "Train every normalisation parameter and every bias", {}, select=select_norm_bias,
+           lr=3e-3),
     Method("full", "Full fine-tuning: every parameter", {}, select=select_all, lr=3e-5),
     Method("controlled", "Controlled full fine-tuning: lr/10, epoch budget, early stop, optional new class",
            {"lr_factor": 0.1, "max_epochs": 10, "early_stopping_patience": 3, "new_class": False,
