@@ -39,11 +39,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--target", choices=sorted(TARGETS), default="flair", help="the new domain")
     parser.add_argument("--method", default="tenvoo-l")
     parser.add_argument("--rank", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=120, help="fine-tuning steps")
+    parser.add_argument("--steps", type=int, default=80, help="fine-tuning steps")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the method's own)")
     parser.add_argument("--train-subjects", type=int, default=12)
     parser.add_argument("--heldout-subjects", type=int, default=8)
-    parser.add_argument("--samples", type=int, default=6, help="samples per model")
+    parser.add_argument("--samples", type=int, default=4, help="samples per model")
     parser.add_argument("--sampling-steps", type=int, default=25)
     parser.add_argument("--out", default="demo-report", help="report folder")
 
