@@ -3,7 +3,8 @@
 Baseline = MONAI's 3D DDPM tutorial: ``DiffusionInferer(DDPMScheduler)`` for the training step
 (noise prediction → MSE → backward → AdamW) and ``DiffusionInferer.sample`` with a
 ``DDIMScheduler`` for sampling. Ours = ``DiffusionModel.loss`` and ``synthesis.sample``.
-Timing alternates ours/baseline in one process (fair under machine noise); peak memory is
+Timing alternates ours/baseline in one process, swapping who goes first each repeat (fair under
+machine noise and allocator warm-up); peak memory is
 measured in a fresh process per case (CPU: peak RSS; CUDA: max allocated).
 
 Usage: python benchmarks/bench_foundation.py [--sizes 32 64] [--repeats 5] [--ddim-steps 10] [--out docs/benchmarks]
@@ -88,8 +89,8 @@ def time_pair(cases, ours: str, base: str, repeats: int, device) -> tuple[list[f
     times = {ours: [], base: []}
     for name in (ours, base):  # warm-up
         cases[name]()
-    for _ in range(repeats):
-        for name in (ours, base):
+    for repeat in range(repeats):  # swap the order every repeat: the second of a pair inherits a warm allocator
+        for name in ((ours, base) if repeat % 2 == 0 else (base, ours)):
             sync(device)
             start = time.perf_counter()
             cases[name]()
@@ -147,7 +148,7 @@ def main():
         del cases
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"
     lines = [f"Device: {device_name}; torch {torch.__version__}; model channels (32,64,64), attention at the last level, "
-             f"flash/SDPA attention; median of {args.repeats} alternating repeats; peak = "
+             f"flash/SDPA attention; median of {args.repeats} repeats alternating ours/MONAI, order swapped each repeat; peak = "
              f"{'max CUDA allocated' if device.type == 'cuda' else 'process peak RSS'}.", "",
              "| case | size | ours (s) | MONAI tutorial (s) | time ratio | ours peak (MB) | MONAI peak (MB) | memory ratio |",
              "|---|---|---|---|---|---|---|---|"]
