@@ -173,9 +173,9 @@ def write_tables(rows, args):
     print(table)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "paradigms.json").write_text(json.dumps({"settings": {k: v for k, v in vars(args).items()
-                                                                 if k not in ("one", "data", "contrast")},
-                                                    "rows": rows}, indent=2))
+    settings = {k: v for k, v in vars(args).items() if k not in ("one", "data", "contrast")}
+    settings["model"] = Path(args.model).name  # the package's name, not this machine's path
+    (out / "paradigms.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=2))
     (out / "paradigms.md").write_text(table + "\n")
 
 

@@ -84,7 +84,8 @@ def write_table(rows: list[dict], base_loss: float, args) -> None:
     print(table)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.json").write_text(json.dumps({"settings": vars(args), "base_heldout_loss": base_loss,
+    settings = {**vars(args), "model": Path(args.model).name}  # the package's name, not this machine's path
+    (out / f"{args.name}.json").write_text(json.dumps({"settings": settings, "base_heldout_loss": base_loss,
                                                         "rows": rows}, indent=2))
     (out / f"{args.name}.md").write_text(table + "\n")
 
