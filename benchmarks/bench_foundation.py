@@ -4,8 +4,8 @@ Baseline = MONAI's 3D DDPM tutorial: ``DiffusionInferer(DDPMScheduler)`` for the
 (noise prediction → MSE → backward → AdamW) and ``DiffusionInferer.sample`` with a
 ``DDIMScheduler`` for sampling. Ours = ``DiffusionModel.loss`` and ``synthesis.sample``.
 Timing alternates ours/baseline in one process, swapping who goes first each repeat (fair under
-machine noise and allocator warm-up); peak memory is
-measured in a fresh process per case (CPU: peak RSS; CUDA: max allocated).
+machine noise; neither always runs second); peak memory is measured in a fresh process per case
+(CPU: peak RSS; CUDA: max allocated).
 
 Usage: python benchmarks/bench_foundation.py [--sizes 32 64] [--repeats 5] [--ddim-steps 10] [--out docs/benchmarks]
 """
@@ -89,7 +89,7 @@ def time_pair(cases, ours: str, base: str, repeats: int, device) -> tuple[list[f
     times = {ours: [], base: []}
     for name in (ours, base):  # warm-up
         cases[name]()
-    for repeat in range(repeats):  # swap the order every repeat: the second of a pair inherits a warm allocator
+    for repeat in range(repeats):  # swap the order every repeat so neither case always runs second
         for name in ((ours, base) if repeat % 2 == 0 else (base, ours)):
             sync(device)
             start = time.perf_counter()

@@ -41,9 +41,8 @@ class Method:
     select: for trainable-selection methods, (model, options) -> {name: parameter} to train.
     callbacks: (layers, options, total_steps) -> training callbacks.
     recipe: (options, model) -> training hints.
-    lr: the AdamW learning rate used when none is given (before the recipe's factor), chosen by the
-        held-out denoising-loss sweep in docs/adapters.md: TenVOO 1e-5, full 3e-5, the zero-start
-        LoRA family 1e-3, norm/bias 3e-3; controlled 3e-4 (a typical pretraining rate) × its lr_factor 0.1.
+    lr: the AdamW learning rate used when none is given (before the recipe's factor), chosen per
+        method by the held-out denoising-loss sweep in docs/adapters.md ("Learning rates").
     """
 
     name: str
