@@ -7,8 +7,11 @@ merged sampling time ÷ base model, the held-out denoising loss (fixed noise; lo
 the new domain), and MS-SSIM of samples to held-out targets, sample diversity (sample–sample
 MS-SSIM against the targets' own), realism ratio and MMD. Each method trains at its own default
 learning rate unless --lr is given (a learning-rate sweep: one run per --lr value, with --out).
+With --update, only --methods are rerun (plus base and full, for their ratios) and their rows replace
+those in the existing OUT/paradigms.json; every ratio is taken within the run that produced the row.
 
 Usage: python benchmarks/bench_paradigms.py [--steps 40] [--methods tenvoo-l lora full ...] [--lr 1e-4] [--out docs/benchmarks]
+       python benchmarks/bench_paradigms.py --update --methods lokr [--threads 1]
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ from DiffusionPEFTLib.training import TrainingVolumes, find_volume_files  # noqa
 METHODS = ["tenvoo-l", "tenvoo-q", "lora", "dora", "loha", "lokr", "selora", "dylora", "adalora", "norm-bias",
            "full", "controlled"]
 RANKED = {"tenvoo-l", "tenvoo-q", "lora", "dora", "loha", "lokr", "dylora", "adalora"}
+RATIOS = {"step_vs_full": ("step_s", "full"), "peak_vs_full": ("peak_mb", "full"),
+          "sampling_vs_base": ("sampling_s", "base")}
+"""ratio -> (measured value, the method of the same run it is divided by)"""
 
 
 class TimingSink(ListSink):
@@ -120,6 +126,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="docs/benchmarks")
+    parser.add_argument("--update", action="store_true", help="rerun --methods only, into OUT/paradigms.json")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--data", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--contrast", default=None, help=argparse.SUPPRESS)
@@ -133,26 +140,50 @@ def main():
         for split, count, seed in (("train", args.train_subjects, 100), ("heldout", args.heldout_subjects, 200)):
             write_cohort(Path(data) / split, count, seed=args.seed + seed, contrasts=args.target, shape=spec.shape,
                          spacing=spec.spacing)
-        for method in ["base", *args.methods]:
+        references = ["full"] if args.update and "full" not in args.methods else []
+        for method in ["base", *args.methods, *references]:
             command = [sys.executable, __file__, "--one", method, "--data", data, "--contrast", args.target,
                        *sum(([f"--{k.replace('_', '-')}", str(v)] for k, v in vars(args).items()
-                             if k not in ("one", "data", "contrast", "methods", "out", "target") and v is not None), [])]
+                             if k not in ("one", "data", "contrast", "methods", "out", "target", "update")
+                             and v is not None), [])]
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode != 0:
                 print(f"{method} failed:\n{result.stderr[-2000:]}", file=sys.stderr)
                 continue
             rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
             print(json.dumps(rows[-1]), flush=True)
-    write_tables(rows, args)
+    add_ratios(rows)
+    settings = {k: v for k, v in vars(args).items() if k not in ("one", "data", "contrast", "update")}
+    settings["model"] = Path(args.model).name  # the package's name, not this machine's path
+    settings["torch"] = torch.__version__
+    if args.update:
+        previous = json.loads((Path(args.out) / "paradigms.json").read_text())
+        add_ratios(previous["rows"])  # tables written before rows carried their ratios
+        rerun = {r["method"]: {**r, "rerun": settings} for r in rows if r["method"] in args.methods}
+        rows = [rerun.pop(r["method"], r) for r in previous["rows"]] + list(rerun.values())
+        settings = previous["settings"]
+    write_tables(rows, settings, Path(args.out))
 
 
-def write_tables(rows, args):
+def add_ratios(rows: list[dict]) -> None:
+    """Fill each row's missing RATIOS from the base/full rows among ``rows`` (one run's rows)."""
+    by_method = {r["method"]: r for r in rows}
+    for r in rows:
+        for ratio, (value, reference) in RATIOS.items():
+            if ratio not in r and value in r and reference in by_method:
+                r[ratio] = r[value] / by_method[reference][value]
+
+
+def write_tables(rows: list[dict], settings: dict, out: Path) -> None:
     base = next(r for r in rows if r["method"] == "base")
-    full = next((r for r in rows if r["method"] == "full"), None)
-    lines = [f"Base `{Path(args.model).name}` → {args.target.upper()}: {args.train_subjects} training / "
-             f"{args.heldout_subjects} held-out simulated subjects; {args.steps} steps, batch 1, rank {args.rank}, "
-             f"lr {'each method' + chr(39) + 's default' if args.lr is None else format(args.lr, 'g')} (controlled ×0.1); "
-             f"{args.samples} samples, DDIM {args.sampling_steps}; {args.threads} CPU threads, torch {torch.__version__}.",
+    lr = settings["lr"]
+    lines = [f"Base `{settings['model']}` → {settings['target'].upper()}: {settings['train_subjects']} training / "
+             f"{settings['heldout_subjects']} held-out simulated subjects; {settings['steps']} steps, batch 1, rank "
+             f"{settings['rank']}, lr {'each method' + chr(39) + 's default' if lr is None else format(lr, 'g')} "
+             f"(controlled ×0.1); {settings['samples']} samples, DDIM {settings['sampling_steps']}; "
+             f"{settings['threads']} CPU threads, torch {settings.get('torch', torch.__version__)}.",
+             *[f"Row `{r['method']}` rerun alone with --update ({r['rerun']['threads']} CPU thread(s), torch "
+               f"{r['rerun']['torch']}); its ratios are to base and full of that run." for r in rows if "rerun" in r],
              "",
              "| method | lr | trainable | % of base | step (s) | step ÷ full | peak MB | peak ÷ full | merged sampling ÷ base "
              "| held-out loss | MS-SSIM to held-out | realism ratio | sample–sample MS-SSIM (targets: {:.3f}) | MMD² |".format(
@@ -160,10 +191,10 @@ def write_tables(rows, args):
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         trained = r["method"] != "base"
-        ratio = (lambda key: f"{r[key] / full[key]:.2f}" if trained and full else "–")
+        ratio = (lambda key: f"{r[key]:.2f}" if key in r else "–")
         lines.append(
             f"| {r['method']} | {r['lr']:g} | {r['trainable']:,} | {100 * r['share']:.3f} | {r['step_s']:.2f} | "
-            f"{ratio('step_s')} | {r['peak_mb']:.0f} | {ratio('peak_mb')} | {r['sampling_s'] / base['sampling_s']:.2f} | "
+            f"{ratio('step_vs_full')} | {r['peak_mb']:.0f} | {ratio('peak_vs_full')} | {ratio('sampling_vs_base')} | "
             f"{r['heldout_loss']:.4f} | {r['ms_ssim_sample_real']:.3f} | {r['realism_ratio']:.2f} | {r['ms_ssim_sample_sample']:.3f} | "
             f"{r['mmd_sample_real']:.3f} |" if trained else
             f"| base (no fine-tuning) | – | 0 | 0 | – | – | – | – | 1.00 | {r['heldout_loss']:.4f} | "
@@ -171,10 +202,7 @@ def write_tables(rows, args):
             f"{r['realism_ratio']:.2f} | {r['ms_ssim_sample_sample']:.3f} | {r['mmd_sample_real']:.3f} |")
     table = "\n".join(lines)
     print(table)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    settings = {k: v for k, v in vars(args).items() if k not in ("one", "data", "contrast")}
-    settings["model"] = Path(args.model).name  # the package's name, not this machine's path
     (out / "paradigms.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=2))
     (out / "paradigms.md").write_text(table + "\n")
 

@@ -10,7 +10,9 @@ column b' of B (zero), so the output is unchanged. With empirical-Fisher traces
 Differences from the released code (reference §3): the candidate row is kaiming-initialised (the release
 leaves it 0, making the ratio ≈ 1); both traces come from the same re-run, so AMP loss scaling, gradient
 accumulation and the optimizer step in between cannot bias the ratio; ranks are capped at ``max_rank``;
-Adam state is kept for the old rows and zero-padded for the new one instead of being reset.
+the release resets the layer's whole Adam state at growth, we keep the old slots' moments and give each new
+slot its own step count (``correct_young_slots``): zero moments alone, bias-corrected with the parameter's
+old step count T, would make a slot born at T ≫ 1 take steps up to ~6× too large for hundreds of steps.
 On Conv3d the layer is LoCon (A: k×k×k conv C_in → r, B: 1×1×1 conv r → C_out). The scale α/r_initial
 stays fixed while r grows, as in the paper.
 """
@@ -96,7 +98,8 @@ class SeLoRAGrowth(TrainingCallback):
     Candidate rows come from a generator seeded with (seed, step), so runs are reproducible and every
     process of a distributed run tests the same rows; the Fisher traces are summed over processes.
     ``last_grown`` names the layers that grew at the last test: their parameter shapes changed, so a
-    DistributedDataParallel wrapper must be rebuilt after such a step.
+    DistributedDataParallel wrapper must be rebuilt after such a step. ``births[name][i]`` is the optimizer
+    step count of layer ``name`` (its ``lora_down`` state) when rank slot i was added; 0 for the initial slots.
     """
 
     def __init__(self, layers: Mapping[str, SeLoRALayer], threshold: float = 1.3, expand_every: int = 40,
@@ -108,8 +111,22 @@ class SeLoRAGrowth(TrainingCallback):
         self.seed = seed
         self.last_ratios: dict[str, float] = {}
         self.last_grown: list[str] = []
+        self.births: dict[str, list[int]] = {name: [0] * layer.rank for name, layer in self.layers.items()}
+        self._undo: list[tuple] = []
+
+    def after_backward(self, trainer: Any, step: int) -> None:
+        self._undo = []
+        for name, layer in self.layers.items():
+            young = [(slot, birth) for slot, birth in enumerate(self.births[name]) if birth]
+            if young:
+                for param, dim in ((layer.lora_down, 0), (layer.lora_up, 1)):
+                    self._undo += correct_young_slots(trainer.optimizer, param, dim, young)
 
     def after_step(self, trainer: Any, step: int, batch: Any) -> None:
+        for state, moments, dim, slot, before, steps in self._undo:
+            if int(state["step"]) != steps:  # the optimizer skipped this step (AMP overflow)
+                moments.select(dim, slot).copy_(before)
+        self._undo = []
         if (step + 1) % self.expand_every:
             return
         open_layers = {name: layer for name, layer in self.layers.items() if layer.rank < self.max_rank}
@@ -120,10 +137,11 @@ class SeLoRAGrowth(TrainingCallback):
         self.last_grown = [name for name, ratio in self.last_ratios.items() if ratio >= self.threshold]
         for name in self.last_grown:
             layer = open_layers[name]
-            old_shapes = (layer.lora_down.shape, layer.lora_up.shape)
             layer.grow(candidates[name], step + 1)
-            pad_optimizer_state(trainer.optimizer, layer.lora_down, old_shapes[0], dim=0)
-            pad_optimizer_state(trainer.optimizer, layer.lora_up, old_shapes[1], dim=1)
+            state = trainer.optimizer.state.get(layer.lora_down, {})
+            self.births[name].append(int(state["step"]) if "step" in state else 0)
+            fit_optimizer_state(trainer.optimizer, layer.lora_down, dim=0)
+            fit_optimizer_state(trainer.optimizer, layer.lora_up, dim=1)
 
     @staticmethod
     def fisher_ratios(trainer: Any, batch: Any, layers: Mapping[str, SeLoRALayer], generator: torch.Generator
@@ -155,21 +173,69 @@ class SeLoRAGrowth(TrainingCallback):
 
     def state_dict(self) -> dict:
         return {"ranks": {name: layer.rank for name, layer in self.layers.items()},
-                "rank_history": {name: layer.metadata()["rank_history"] for name, layer in self.layers.items()}}
+                "rank_history": {name: layer.metadata()["rank_history"] for name, layer in self.layers.items()},
+                "births": {name: list(births) for name, births in self.births.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         """Resize every layer to its saved rank (call before loading model weights and building the optimizer)."""
         for name, rank in state["ranks"].items():
             self.layers[name].resize(rank)
             self.layers[name].load_metadata({"rank_history": state["rank_history"][name]})
+            self.births[name] = list(state.get("births", {}).get(name, [0] * rank))  # older checkpoints: none
+
+    def restore(self, trainer: Any, state: dict) -> None:
+        """Back to an earlier (possibly smaller) rank; the kept slots' Adam moments stay, the rest are dropped."""
+        self.load_state_dict(state)
+        for layer in self.layers.values():
+            fit_optimizer_state(trainer.optimizer, layer.lora_down, dim=0)
+            fit_optimizer_state(trainer.optimizer, layer.lora_up, dim=1)
 
 
-def pad_optimizer_state(optimizer: torch.optim.Optimizer, param: nn.Parameter, old_shape: torch.Size,
-                        dim: int) -> None:
-    """Zero-pad the optimizer's per-parameter tensors (Adam moments) of ``param`` to its grown shape."""
+def fit_optimizer_state(optimizer: torch.optim.Optimizer, param: nn.Parameter, dim: int) -> None:
+    """Zero-pad (grown) or truncate (shrunk) the per-element optimizer tensors of ``param`` (Adam moments)
+    along ``dim`` to the parameter's shape; the step count is left alone."""
     state = optimizer.state.get(param, {})
+    size = param.shape[dim]
     for key, value in state.items():
-        if torch.is_tensor(value) and value.shape == old_shape:
-            pad_shape = list(old_shape)
-            pad_shape[dim] = param.shape[dim] - old_shape[dim]
-            state[key] = torch.cat([value, value.new_zeros(pad_shape)], dim=dim)
+        if torch.is_tensor(value) and value.dim() == param.dim() and value.shape != param.shape:
+            if value.shape[dim] > size:
+                state[key] = value.narrow(dim, 0, size).clone()
+            else:
+                pad_shape = list(value.shape)
+                pad_shape[dim] = size - value.shape[dim]
+                state[key] = torch.cat([value, value.new_zeros(pad_shape)], dim=dim)
+
+
+def bias_ratio(beta: float, steps: int, age: int) -> float:
+    """(1 − β^T) / (1 − β^k): Adam's bias correction at the parameter's step T over a slot's own at age k."""
+    return (1 - beta**steps) / (1 - beta**age)
+
+
+@torch.no_grad()
+def correct_young_slots(optimizer: torch.optim.Optimizer, param: nn.Parameter, dim: int,
+                        births: list[tuple[int, int]]) -> list[tuple]:
+    """Give the slots ``births`` = [(index along ``dim``, birth step b > 0)] of ``param`` their own Adam step.
+
+    Call after backward, before ``optimizer.step()`` (Adam/AdamW without amsgrad, as the trainer's). The
+    coming step bias-corrects with the parameter's count T; a slot of age k = T − b must be corrected with k.
+    Keeping stored = ρ(T, k)·fresh with ρ = ``bias_ratio`` makes the two equal for m and v alike: with g the
+    slot's gradient, stored ← ρ(T, k)·fresh_{k−1} + (ρ(T, k) − 1)·(1 − β)/β·g (g² for v) lets Adam's own
+    update β·stored + (1 − β)·g land on ρ(T, k)·fresh_k. Returns what ``after_step`` needs to undo this
+    if the optimizer skips the step: (state, moments, dim, index, previous values, expected step count).
+    """
+    state = optimizer.state.get(param)
+    if not state or param.grad is None or not torch.isfinite(param.grad).all():
+        return []  # no moments yet (they start fresh), or an overflow step the optimizer will skip
+    group = next(g for g in optimizer.param_groups if any(p is param for p in g["params"]))
+    steps = int(state["step"]) + 1
+    undo = []
+    for slot, birth in births:
+        age = steps - birth
+        grad = param.grad.select(dim, slot)
+        for key, beta, signal in (("exp_avg", group["betas"][0], grad), ("exp_avg_sq", group["betas"][1], grad * grad)):
+            stored = state[key].select(dim, slot)
+            undo.append((state, state[key], dim, slot, stored.clone(), steps))
+            fresh = stored / bias_ratio(beta, steps - 1, age - 1) if age > 1 else torch.zeros_like(stored)
+            ratio = bias_ratio(beta, steps, age)
+            stored.copy_(ratio * fresh + (ratio - 1) * (1 - beta) / beta * signal)
+    return undo

@@ -14,7 +14,8 @@ Order within one optimizer step ``step`` (0-based):
 ``trainer`` needs ``model`` (nn.Module), ``optimizer`` (torch.optim.Optimizer holding the adapter
 parameters) and ``loss_on(batch) -> scalar tensor`` (same x0, noise and timesteps for the same batch).
 For ``--resume``: call every callback's ``load_state_dict`` right after injecting and BEFORE loading the
-model weights and building the optimizer (SeLoRA resizes its layers there).
+model weights and building the optimizer (SeLoRA resizes its layers there). Early stopping returns to its
+best state through ``restore`` (callbacks first, then the weights).
 """
 
 from __future__ import annotations
@@ -45,3 +46,8 @@ class TrainingCallback:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore ``state_dict()``; see the module docstring for when it is called."""
+
+    def restore(self, trainer: Any, state: dict) -> None:
+        """Go back to a ``state_dict()`` taken earlier in this run (early stopping's best state), just before
+        the trainer loads that state's weights; the optimizer keeps its state. SeLoRA shrinks its ranks here."""
+        self.load_state_dict(state)

@@ -181,7 +181,7 @@ class Trainer:
             if self.config.checkpoint_every and self.step % self.config.checkpoint_every == 0:
                 self.save_checkpoint()
         if self._best_state is not None:
-            self.model.load_state_dict(self._best_state, strict=False)
+            self._restore_best_state()
         self.result.steps = self.step
         self.result.wall_s = time.monotonic() - started
         self.save_checkpoint()
@@ -233,10 +233,17 @@ class Trainer:
             self.result.best_val_loss = value
             self._bad_validations = 0
             if self.config.early_stop_patience:
-                self._best_state = copy.deepcopy(self.trainable_state())
+                self._best_state = copy.deepcopy({"model": self.trainable_state(),
+                                                  "callbacks": [cb.state_dict() for cb in self.callbacks]})
             return False
         self._bad_validations += 1
         return bool(self.config.early_stop_patience) and self._bad_validations >= self.config.early_stop_patience
+
+    def _restore_best_state(self) -> None:
+        """Back to the best validated state: callbacks first (SeLoRA shrinks to that state's ranks), then weights."""
+        for callback, state in zip(self.callbacks, self._best_state["callbacks"]):
+            callback.restore(self, state)
+        self.model.load_state_dict(self._best_state["model"], strict=False)
 
     # --- checkpoints -----------------------------------------------------------------------
     def trainable_state(self) -> dict[str, torch.Tensor]:

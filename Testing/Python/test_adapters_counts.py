@@ -26,11 +26,12 @@ def tenvoo_formula(variant: str, c_in: int, c_out: int, k: int, r: int) -> int:
     return r**2 * (n[0] * n[1] + m[0] * m[1] + k) + r**3 * (n[2] + m[2] + 2 * k) + 3 * r**4
 
 
-# Reference §2.6 per-layer table, Conv3d C -> C, k = 3.
+# Reference §2.6 per-layer table, Conv3d C -> C, k = 3. LoKr at C = 32 (4·8) and 64 (8·8) differs from the
+# reference's always-factorised W2: r = 4 ≥ max(c, d)/2 = 4 makes W2 full there, as in peft and LyCORIS.
 REFERENCE_TABLE = {
     #      LoRA r4  LoRA r8  LoHa r4  DoRA r4  LoKr r4  L r4   L r8    Q r4   Q r8
-    32: (3584, 7168, 7168, 3616, 912, 1920, 17408, 1968, 19648),
-    64: (7168, 14336, 14336, 7232, 960, 2432, 19456, 2480, 21696),
+    32: (3584, 7168, 7168, 3616, 16 + 8 * 8 * 27, 1920, 17408, 1968, 19648),
+    64: (7168, 14336, 14336, 7232, 64 + 8 * 8 * 27, 2432, 19456, 2480, 21696),
     128: (14336, 28672, 28672, 14464, 1856, 3456, 23552, 3504, 25792),
     256: (28672, 57344, 57344, 28928, 2048, 3712, 25600, 3760, 27840),
     512: (57344, 114688, 114688, 57856, 3840, 5760, 33792, 5808, 36032),
@@ -57,7 +58,8 @@ def test_general_formulas(c_in, c_out, k, r):
     assert layer_count("dylora", conv, r) == r * (fan_in + c_out)
     assert layer_count("selora", conv, r) == r * (fan_in + c_out)
     (a, c), (b, d) = most_square_split(c_out), most_square_split(c_in)
-    assert layer_count("lokr", conv, r) == a * b + r * (c + d * k**3)
+    right = c * d * k**3 if r >= max(c, d) / 2 else r * (c + d * k**3)
+    assert layer_count("lokr", conv, r) == a * b + right
     for variant in ("l", "q"):
         assert layer_count(f"tenvoo-{variant}", conv, r) == tenvoo_formula(variant, c_in, c_out, k, r)
 

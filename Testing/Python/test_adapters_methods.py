@@ -9,8 +9,11 @@ from test_adapters_support import MiniTrainer, tiny_unet, unet_batch, one_torch_
 from DiffusionPEFTLib.adapters import METHODS, AdapterLayer, inject
 
 OPTIONS = {"tenvoo-l": {"rank": 2}, "tenvoo-q": {"rank": 2}, "lora": {"rank": 3}, "dora": {"rank": 3},
-           "loha": {"rank": 2}, "lokr": {"rank": 2}, "selora": {"rank": 1}, "dylora": {"rank": 4},
-           "adalora": {"rank": 4, "target_rank": 2}, "norm-bias": {}, "full": {}, "controlled": {}}
+           "loha": {"rank": 2}, "lokr": {"rank": 2}, "selora": {"rank": 1, "expand_every": 1, "threshold": 1.0},
+           "dylora": {"rank": 2}, "adalora": {"rank": 4, "target_rank": 2}, "norm-bias": {}, "full": {},
+           "controlled": {}}
+STEPS = 2  # SeLoRA grows after each; DyLoRA (seed 0) samples ranks 1 and 2; AdaLoRA, planned for
+TOTAL_STEPS = 50  # steps, masks a few triplets at step 1 (cubic budget: 3.88 of 4 per layer)
 
 
 def test_every_registered_method_is_exercised():
@@ -19,8 +22,9 @@ def test_every_registered_method_is_exercised():
 
 @pytest.mark.parametrize("method", list(OPTIONS))
 def test_zero_start_gradients_and_merge(method):
-    """Step 0 = base output; after one optimizer step every trainable tensor gets a gradient (and nothing
-    else trains); merged output = unmerged output; unmerge restores W0."""
+    """Step 0 = base output; after two optimizer steps driven by the method's callbacks every trainable tensor
+    gets a gradient at the inference rank (eval: DyLoRA's full rank, nothing detached) and nothing else
+    trains; merged output = unmerged output; unmerge restores W0."""
     batch = unet_batch()
     x, t, _ = batch
     base = tiny_unet()
@@ -31,8 +35,16 @@ def test_zero_start_gradients_and_merge(method):
     with torch.no_grad():
         assert (adapters.model(x, t) - expected).abs().max().item() <= 1e-6
 
-    trainer = MiniTrainer(adapters.model, adapters.trainable_parameters(), lr=1e-2)
-    trainer.train_step(0, batch)
+    callbacks = adapters.make_callbacks(TOTAL_STEPS)
+    trainer = MiniTrainer(adapters.model, adapters.trainable_parameters(), callbacks, lr=1e-2)
+    for step in range(STEPS):
+        trainer.train_step(step, batch)
+    if method == "selora":
+        assert all(layer.rank == 1 + STEPS for layer in adapters.layers.values())
+    if method == "adalora":
+        ranks = adapters.ranks().values()
+        assert sum(ranks) < 4 * len(ranks) and min(ranks) > 0  # masked some, no whole layer
+    adapters.model.eval()
     trainer.loss_on(batch).backward()
     named = dict(adapters.named_trainable_parameters())
     assert [name for name, p in named.items() if p.grad is None or not p.grad.any()] == []

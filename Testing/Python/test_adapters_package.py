@@ -19,8 +19,8 @@ PROVENANCE = {"data": "10 T1 volumes", "steps": 2, "seed": 0, "metrics": {"val_l
 
 def trained(method: str, **model_overrides):
     adapters = inject(tiny_unet(**model_overrides), method, **OPTIONS.get(method, {}))
-    trainer = MiniTrainer(adapters.model, adapters.trainable_parameters(), lr=1e-2)
-    for step in range(2):
+    trainer = MiniTrainer(adapters.model, adapters.trainable_parameters(), adapters.make_callbacks(2), lr=1e-2)
+    for step in range(2):  # with the method's callbacks: SeLoRA grows to rank 3, AdaLoRA masks at step 1
         trainer.train_step(step, unet_batch())
     return adapters
 

@@ -10,6 +10,9 @@ from DiffusionPEFTLib.adapters import (TrainingCallback, inject, load_adapter, p
                                        save_adapter)
 from DiffusionPEFTLib.adapters.adalora import AdaLoRABudget
 from DiffusionPEFTLib.errors import AdapterError
+from DiffusionPEFTLib.models.config import InputSpec, ModelConfig, ScheduleConfig
+from DiffusionPEFTLib.models.diffusion_model import DiffusionModel
+from DiffusionPEFTLib.training import Trainer, TrainConfig, TrainingVolumes
 
 
 class TwoBranches(nn.Module):
@@ -74,6 +77,98 @@ def test_selora_growth_keeps_the_output_and_respects_the_cap():
         before = adapters.model(x)
         layer.grow(torch.randn(1, 6), step=99)  # a grown rank starts with a zero column: same output
         assert layer.rank == 3 and torch.allclose(adapters.model(x), before)
+
+
+class GradientLog(TrainingCallback):
+    """Records every parameter's gradient after backward (runs after the SeLoRA callback)."""
+
+    def __init__(self):
+        self.grads: list[dict[int, torch.Tensor]] = []
+
+    def after_backward(self, trainer, step):
+        self.grads.append({id(p): p.grad.clone() for group in trainer.optimizer.param_groups
+                           for p in group["params"] if p.grad is not None})
+
+
+def test_selora_new_slots_follow_a_fresh_adam_and_old_slots_keep_their_moments():
+    """A slot added at optimizer step T0 moves exactly as AdamW started at T0 would move it (its own bias
+    correction), while the slots that were there keep their moments and step count through the growth."""
+    torch.manual_seed(0)
+    adapters = inject(TwoBranches(conv=False), "selora", ["signal"], rank=1, max_rank=2, expand_every=3,
+                      threshold=1.0)
+    layer = adapters.layers["signal"]
+    log = GradientLog()
+    trainer = MiniTrainer(adapters.model, adapters.trainable_parameters(), [*adapters.make_callbacks(), log],
+                          lr=1e-2)
+    batch = toy_batch(conv=False)
+    for step in range(2):
+        trainer.train_step(step, batch)
+    old = {key: trainer.optimizer.state[layer.lora_up][key].clone() for key in ("exp_avg", "exp_avg_sq")}
+    trainer.train_step(2, batch)  # grows after this step
+    state = trainer.optimizer.state[layer.lora_up]
+    assert layer.rank == 2 and int(state["step"]) == 3
+    old = {key: 0.9 * old["exp_avg"] + 0.1 * log.grads[-1][id(layer.lora_up)] if key == "exp_avg" else
+           0.999 * old["exp_avg_sq"] + 0.001 * log.grads[-1][id(layer.lora_up)] ** 2 for key in old}
+    for key in old:  # the step before growth updated them as usual; growth kept them and appended zeros
+        assert torch.allclose(state[key][:, :1], old[key]) and not state[key][:, 1:].any()
+
+    fresh = [nn.Parameter(layer.lora_down.detach()[1:].clone()), nn.Parameter(layer.lora_up.detach()[:, 1:].clone())]
+    reference = torch.optim.AdamW(fresh, lr=1e-2)
+    for step in range(3, 9):
+        trainer.train_step(step, batch)
+        grads = log.grads[-1]
+        fresh[0].grad, fresh[1].grad = grads[id(layer.lora_down)][1:], grads[id(layer.lora_up)][:, 1:]
+        reference.step()
+        assert torch.allclose(layer.lora_down[1:], fresh[0], atol=1e-6), step
+        assert torch.allclose(layer.lora_up[:, 1:], fresh[1], atol=1e-6), step
+    assert fresh[1].abs().max() > 1e-3  # the new column really trained
+
+
+def tiny_diffusion_model() -> DiffusionModel:
+    config = ModelConfig(dict(TINY_ARCHITECTURE), ScheduleConfig(), InputSpec((16, 16, 16), (4.0, 4.0, 4.0)))
+    return DiffusionModel(config, tiny_unet())
+
+
+def test_early_stopping_restores_a_smaller_selora_rank_and_resumes_from_it(tmp_path):
+    """The best validation comes before later growth: the trainer goes back to that rank and those weights,
+    the optimizer state shrinks with it, and the final checkpoint resumes and trains on."""
+    generator = torch.Generator().manual_seed(3)
+    volumes = TrainingVolumes(torch.rand(2, 1, 16, 16, 16, generator=generator), None, [])
+    config = TrainConfig(steps=6, lr=1e-2, val_every=1, early_stop_patience=2, checkpoint_every=0, augment=False)
+
+    def trainer_for(workdir):
+        model = tiny_diffusion_model()
+        adapters = inject(model.unet, "selora", r".*resnets\.0\.conv[12]\.conv", rank=1, max_rank=4,
+                          expand_every=1, threshold=1.0)
+        trainer = Trainer(model, list(adapters.trainable_parameters()), volumes, config, workdir, val=volumes,
+                          callbacks=adapters.make_callbacks(config.steps))
+        return trainer, adapters
+
+    trainer, adapters = trainer_for(tmp_path)
+    losses = iter([1.0, 0.5, 0.7, 0.8, 0.9, 1.0])  # best at the 2nd validation (step 2), stop at step 4
+    snapshots = {}
+
+    def validation_loss():
+        snapshots[trainer.step] = ({n: l.rank for n, l in adapters.layers.items()},
+                                   {k: v.clone() for k, v in adapters.state_dict().items()})
+        return next(losses)
+
+    trainer.validation_loss = validation_loss
+    result = trainer.run()
+    assert result.stopped_early and result.steps == 4
+    best_ranks, best_state = snapshots[2]
+    assert max(snapshots[4][0].values()) > max(best_ranks.values())  # it did grow after the best step
+    assert {n: l.rank for n, l in adapters.layers.items()} == best_ranks
+    for name, tensor in adapters.state_dict().items():
+        assert torch.equal(tensor, best_state[name]), name
+    for layer in adapters.layers.values():
+        for param in (layer.lora_down, layer.lora_up):
+            assert trainer.optimizer.state[param]["exp_avg"].shape == param.shape
+
+    resumed, resumed_adapters = trainer_for(tmp_path)
+    assert resumed.load_checkpoint() and resumed.step == 4
+    assert resumed_adapters.ranks() == best_ranks
+    resumed._optimizer_step()  # the restored optimizer state fits the restored shapes
 
 
 def test_selora_on_the_unet_saves_history_plots_it_and_resumes(tmp_path):
