@@ -1,7 +1,9 @@
 """Command line: ``diffusion-peft COMMAND …`` (same as ``python -m DiffusionPEFTLib``).
 
 Global options (any position after the command): --device, --seed, --events, --memory-budget-gb,
---stop-file, --threads. A user mistake ends in an ``error`` event and a non-zero exit, never a traceback.
+--stop-file, --threads, --overwrite. A user mistake ends in an ``error`` event and a non-zero exit, never a
+traceback. Before a command does any work, its declared inputs and outputs (each command module's
+``paths(args)``) go through the output rule of :mod:`DiffusionPEFTLib.files`.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from types import ModuleType
 from .cancel import CancelToken, restore_signal_handlers
 from .commands import COMMAND_MODULES
 from .context import RunContext, resolve_device, seed_everything
+from .commands.option_types import non_negative_int, positive_float, positive_int
 from .errors import DiffusionPEFTError, InputError, JobCancelled
 from .events import EventSink, HumanSink, JsonLinesSink
+from .files import check_outputs
 from .jobs import job_to_argv, load_job
 from .memory import MemoryBudget
 
@@ -40,13 +44,16 @@ def global_options() -> argparse.ArgumentParser:
     parent = ArgumentParser(add_help=False)
     group = parent.add_argument_group("global options")
     group.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
-    group.add_argument("--seed", type=int, default=0, help="random seed; same seed → same result on the same device")
+    group.add_argument("--seed", type=non_negative_int, default=0,
+                       help="random seed; same seed → same result on the same device")
     group.add_argument("--events", choices=["human", "json"], default="human",
                        help="human: progress bar on stderr; json: one JSON event per line on stdout")
-    group.add_argument("--memory-budget-gb", type=float, default=None,
+    group.add_argument("--memory-budget-gb", type=positive_float, default=None,
                        help="refuse jobs estimated to need more (default: 80%% of RAM / GPU memory)")
     group.add_argument("--stop-file", default=None, help="the job saves and stops when this file appears")
-    group.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    group.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch (default: torch's choice)")
+    group.add_argument("--overwrite", action="store_true",
+                       help="replace existing outputs (only files and folders DiffusionPEFT wrote; never an input)")
     return parent
 
 
@@ -76,13 +83,18 @@ def make_context(args: argparse.Namespace, events: EventSink) -> RunContext:
     return RunContext(events=events, device=device, seed=args.seed, budget=budget, cancel=CancelToken(args.stop_file))
 
 
-def execute(args: argparse.Namespace, events: EventSink) -> int:
-    """Run a parsed command, reporting through ``events``; return the process exit code."""
+def execute(args: argparse.Namespace, events: EventSink, job_file: Path | None = None) -> int:
+    """Check the command's paths, run it, report through ``events``; return the process exit code.
+
+    ``job_file``: the job.json this command came from (an input like the others)."""
     previous_handlers = {}
     try:
+        module = command_modules()[args.command]
+        inputs, outputs = module.paths(args)
+        check_outputs(outputs, [*inputs, job_file, args.stop_file], args.overwrite)
         context = make_context(args, events)
         previous_handlers = context.cancel.install_signal_handlers()
-        outputs = command_modules()[args.command].run(args, context)
+        outputs = module.run(args, context)
         events.done([str(p) for p in outputs or []])
         return 0
     except DiffusionPEFTError as error:
@@ -117,7 +129,7 @@ def main(argv: list[str] | None = None, events: EventSink | None = None) -> int:
         # the job's own argv, then the options given on this command line (argparse keeps the last)
         inner = job_to_argv(job, parser) + [a for a in argv if a not in ("run", args.job)]
         os.chdir(job_path.parent)
-        return execute(parser.parse_args(inner), events)
+        return execute(parser.parse_args(inner), events, job_file=job_path)
     except DiffusionPEFTError as error:
         events.emit(error.to_event())
         events.close()

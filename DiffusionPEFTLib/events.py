@@ -3,7 +3,10 @@
 Every job reports through an :class:`EventSink`. ``JsonLinesSink`` writes one JSON object per
 line (what the Slicer module and the tests read); ``HumanSink`` draws a tqdm progress bar and
 prints logs to stderr; ``ListSink`` keeps events in memory for Python callers and tests.
-Events: progress, log, metric, artifact, done, error.
+Events: progress, log, metric, artifact, result, done, error. ``result`` carries a document a command
+was asked for with ``--json`` (a model card, an adapter plan): with ``--events json`` it is one event
+line like every other, so the stream stays one JSON object per line; at a terminal the document
+alone is printed on stdout.
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ class EventSink:
 
     def artifact(self, kind: str, path: str, role: str) -> None:
         self.emit({"event": "artifact", "kind": kind, "path": str(path), "role": role})
+
+    def document(self, name: str, value: Any) -> None:
+        """A JSON document the user asked for (``--json``): a ``result`` event."""
+        self.emit({"event": "result", "name": name, "value": value})
 
     def done(self, outputs: list[str]) -> None:
         self.emit({"event": "done", "outputs": [str(p) for p in outputs]})
@@ -86,6 +93,11 @@ class HumanSink(EventSink):
         self.stream = stream or sys.stderr
         self._bar = None
         self._bar_stage = None
+
+    def document(self, name: str, value: Any) -> None:
+        """Print the document alone on stdout (what ``--json`` promises at a terminal and to scripts)."""
+        self.close()
+        print(json.dumps(value, indent=2), file=sys.stdout, flush=True)
 
     def emit(self, event: dict[str, Any]) -> None:
         kind = event["event"]

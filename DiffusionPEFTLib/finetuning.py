@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .adapters import AdapterSet, get_method, inject
+from .adapters import AdapterSet, get_method, inject, plan_adapter
+from .adapters.plan import AdapterPlan
 from .context import RunContext
+from .errors import AdapterError
 from .models.diffusion_model import DiffusionModel
 from .training import Trainer, TrainConfig, TrainingVolumes, TrainResult, split_validation
 
@@ -45,14 +47,19 @@ class FineTuneOutcome:
 
 
 def fine_tune(model: DiffusionModel, files: list[Path], settings: FineTuneSettings, workdir: str | Path,
-              context: RunContext) -> FineTuneOutcome:
-    """Wrap ``model.unet`` with the method, train on ``files`` (model grid + normalisation), return the result."""
+              context: RunContext, sources: list[Path] | None = None) -> FineTuneOutcome:
+    """Wrap ``model.unet`` with the method, train on ``files`` (model grid + normalisation), return the result.
+
+    ``sources``: for a translation model, the source volume paired with each file (the files are targets)."""
+    check_adapter_size(plan_adapter(model.config.unet, settings.method, settings.targets, **settings.options))
     adapters = inject(model.unet, settings.method, settings.targets, **settings.options)
     recipe = adapters.recipe
     context.events.log(str(adapters.counts()))
     label = recipe.new_class_label if recipe.new_class_label is not None else settings.class_label
+    if recipe.new_class_label is None:
+        model.check_class_label(settings.class_label)
     labels = [label] * len(files) if label is not None else None
-    data = TrainingVolumes.load(files, model.config.input, labels, context.budget)
+    data = TrainingVolumes.load(files, model.config.input, labels, context.budget, sources)
     val_fraction = settings.val_fraction or (0.2 if recipe.needs_validation else 0.0)
     train, val = split_validation(data, val_fraction, context.seed)
     steps = settings.steps
@@ -68,15 +75,30 @@ def fine_tune(model: DiffusionModel, files: list[Path], settings: FineTuneSettin
                        f"validation), {steps} steps, lr {config.lr:g}.")
     trainer = Trainer(model, list(adapters.trainable_parameters()), train, config, workdir, context.device,
                       context.events, context.cancel, val=val, callbacks=adapters.make_callbacks(steps),
-                      stage="finetune")
+                      stage="finetune", identity={
+                          "method": settings.method, "targets": settings.targets, "options": settings.options,
+                          "class_label": label, "data": [str(p) for p in files],
+                          "sources": [str(p) for p in sources or []]})
     if settings.resume and not trainer.load_checkpoint():
         context.events.log(f"No checkpoint in {workdir}; starting from scratch.", level="warning")
     result = trainer.run()
     provenance = {
-        "data": [str(p) for p in files], "training_volumes": len(train), "validation_volumes": len(val) if val else 0,
+        "data": [str(p) for p in files], **({"sources": [str(p) for p in sources]} if sources else {}),
+        "training_volumes": len(train), "validation_volumes": len(val) if val else 0,
         "steps": result.steps, "stopped_early": result.stopped_early, "batch": settings.batch,
         "accum": settings.accum, "lr": config.lr, "seed": context.seed, "device": str(context.device),
         "wall_s": round(result.wall_s, 1), "final_loss": sum(result.losses[-20:]) / max(1, len(result.losses[-20:])),
         "best_val_loss": result.best_val_loss, "class_label": label,
     }
     return FineTuneOutcome(adapters, result, provenance)
+
+
+def check_adapter_size(plan: AdapterPlan) -> None:
+    """Refuse an adapter with more parameters than the model it adapts (e.g. ``--rank 1000``)."""
+    counts = plan.counts
+    if counts.base and counts.adapter > counts.base:
+        raise AdapterError(
+            f"{plan.method} with these options would train {counts.adapter / 1e6:,.1f} M adapter parameters, "
+            f"more than the {counts.base / 1e6:,.2f} M of the whole model.",
+            hint="Use a smaller --rank (e.g. 4–32), or --method full to train every weight.")
+

@@ -5,7 +5,9 @@ job.json = {"version": 1, "command": "synthesize",
             "options": {"device": "auto", "seed": 0}}
 
 ``args`` and ``options`` keys are the command's option names (dashes or underscores; positional
-arguments by their names too). Relative paths are taken relative to the job file's folder.
+arguments by their names too); values are strings, numbers, booleans, null or lists of those.
+Relative paths are taken relative to the job file's folder. The file is checked against
+:data:`JOB_SCHEMA` before anything runs.
 """
 
 from __future__ import annotations
@@ -14,19 +16,42 @@ import json
 from pathlib import Path
 
 from .errors import InputError
+from .validation import validate_document
 
 JOB_VERSION = 1
+_SCALAR = {"type": ["string", "number", "boolean", "null"]}
+_VALUES = {"type": "object", "additionalProperties": {"anyOf": [_SCALAR, {"type": "array", "items": _SCALAR}]},
+           "description": "an object of option names to values (strings, numbers, true/false or lists) is needed"}
+JOB_SCHEMA = {
+    "type": "object",
+    "required": ["version", "command", "args"],
+    "additionalProperties": False,
+    "properties": {
+        "version": {"const": JOB_VERSION, "description": f"this version reads version {JOB_VERSION}"},
+        "command": {"type": "string", "description": "a command name (a string) is needed"},
+        "args": _VALUES,
+        "options": _VALUES,
+    },
+}
+JOB_HINT = 'A job file is {"version": 1, "command": "synthesize", "args": {...}, "options": {...}}.'
 
 
 def load_job(path: str | Path) -> dict:
+    """Read and check a job file; InputError says what is wrong with it."""
     path = Path(path)
     try:
-        job = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"Cannot read job file {path}: {exc}", hint="Give a readable job.json.") from None
-    if not isinstance(job, dict) or job.get("version") != JOB_VERSION:
-        raise InputError(f"{path} is not a version-{JOB_VERSION} job file.",
-                         hint='A job file needs "version": 1, "command" and "args".')
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise InputError(f"Cannot read job file {path}: {exc.strerror or exc}.", hint="Give a readable job.json.") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"Job file {path.name} is not UTF-8 text (byte {exc.start}).",
+                         hint="Save job.json as UTF-8 (JSON files always are).") from None
+    try:
+        job = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"Job file {path.name} is not valid JSON ({exc.msg}, line {exc.lineno}).",
+                         hint=JOB_HINT) from None
+    validate_document(job, JOB_SCHEMA, path.name, InputError, JOB_HINT)
     return job
 
 
@@ -37,19 +62,24 @@ def job_to_argv(job: dict, parser) -> list[str]:
     if command not in commands or command == "run":
         raise InputError(f"The job file names an unknown command '{command}'.",
                          hint=f"Use one of: {', '.join(c for c in commands if c != 'run')}.")
-    values = {k.replace("-", "_"): v for k, v in {**job.get("options", {}), **job.get("args", {})}.items()}
+    values = {k.replace("-", "_"): v for k, v in {**job.get("options", {}), **job["args"]}.items()}
     argv = [command]
     for action in commands[command]._actions:
-        if action.dest not in values:
+        if action.dest not in values or action.dest == "help":
             continue
         value = values.pop(action.dest)
         items = [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+        if value is None:
+            continue
         if not action.option_strings:
             argv.extend(items)
         elif action.nargs == 0:
+            if value is not True and value is not False:
+                raise InputError(f"The job file gives '{action.dest}' the value {value!r}; it is a switch.",
+                                 hint=f'Write "{action.dest}": true or false.')
             if value:
                 argv.append(action.option_strings[-1])
-        elif value is not None:
+        else:
             argv.extend([action.option_strings[-1], *items])
     if values:
         raise InputError(f"The job file has options that '{command}' does not take: {', '.join(sorted(values))}.",

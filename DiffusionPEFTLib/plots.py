@@ -19,7 +19,7 @@ def _pyplot():
 
 
 def save_loss_curve(losses: list[float], path: str | Path, val_losses: list[tuple[int, float]] = (),
-                    title: str = "training loss") -> Path:
+                    title: str = "training loss", overwrite: bool = False) -> Path:
     """Per-step loss (faint) with a moving average, plus validation points if given."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
@@ -38,7 +38,7 @@ def save_loss_curve(losses: list[float], path: str | Path, val_losses: list[tupl
     ax.set_title(title)
     ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
-    with atomic_output(path) as tmp:
+    with atomic_output(path, overwrite) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return Path(path)
@@ -51,7 +51,7 @@ def central_slices(volume: np.ndarray) -> list[np.ndarray]:
 
 
 def save_montage(rows: dict[str, list[np.ndarray]], path: str | Path, views: str = "axial",
-                 title: str | None = None) -> Path:
+                 title: str | None = None, overwrite: bool = False) -> Path:
     """A grid of middle slices: one row per named set of (X, Y, Z) volumes, one column per volume.
 
     views: "axial" (one slice per volume) or "orthogonal" (axial, coronal, sagittal per volume).
@@ -73,7 +73,7 @@ def save_montage(rows: dict[str, list[np.ndarray]], path: str | Path, views: str
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    with atomic_output(path) as tmp:
+    with atomic_output(path, overwrite) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return Path(path)

@@ -28,10 +28,7 @@ def sample(model: DiffusionModel, count: int, steps: int = 50, sampler: str = "d
         raise InputError("The number of samples and of steps must be at least 1.", hint="Use --n ≥ 1 and --steps ≥ 1.")
     events, cancel = events or ListSink(), cancel or CancelToken()
     generator = generator or torch.Generator().manual_seed(0)
-    classes = model.config.input.condition_classes
-    if class_label is not None and not 0 <= class_label < max(len(classes), 1):
-        raise InputError(f"Class label {class_label} does not exist for this model.",
-                         hint=f"This model knows: {', '.join(classes) or 'no classes (unconditional)'}.")
+    model.check_class_label(class_label)
     device = model.device
     grid = model.schedule.timesteps(steps)
     outputs = []

@@ -9,7 +9,8 @@ adapter.json:
 adapter.safetensors: ``AdapterSet.state_dict()`` — θ, needed buffers (TenVOO θ0, AdaLoRA mask) and the
   trained norm/bias (or, for full fine-tuning, all) base tensors, under the base model's module names.
 
-Saving writes a temporary sibling folder and renames it, so a crash never leaves a half-written package.
+Saving goes through :func:`DiffusionPEFTLib.files.staged`: a temporary sibling folder renamed into place, so a
+crash never leaves a half-written package, and an existing folder is replaced only with ``overwrite``.
 Loading onto a base whose fingerprint differs is refused unless ``allow_fingerprint_mismatch=True``
 (``--force``): the tensors would load but the result would be silent garbage.
 """
@@ -19,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -27,8 +27,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .. import __version__
-from ..errors import AdapterError, InputError
-from ..files import ensure_writable, partial_name
+from ..errors import AdapterError
+from ..files import staged
 from .adapter_set import AdapterSet
 from .inject import inject
 from .registry import get_method
@@ -46,9 +46,6 @@ def save_adapter(adapter_set: AdapterSet, folder: str | os.PathLike, *, base_fin
     """Write the package folder atomically; returns its path."""
     final = Path(folder)
     check_fingerprint_format(base_fingerprint)
-    if final.exists() and not overwrite:
-        raise InputError(f"{final} already exists.", hint="Choose another folder or allow overwriting.")
-    ensure_writable(final)
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -68,15 +65,9 @@ def save_adapter(adapter_set: AdapterSet, folder: str | os.PathLike, *, base_fin
     for layer in manifest["layers"].values():
         del layer["name"]
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in adapter_set.state_dict().items()}
-    temp = partial_name(final)
-    shutil.rmtree(temp, ignore_errors=True)
-    try:
-        temp.mkdir()
+    with staged(final, overwrite=overwrite, folder=True) as temp:
         (temp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
         save_file(tensors, str(temp / TENSORS_NAME), metadata={"format": FORMAT})
-        replace_folder(temp, final)
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
     return final
 
 
@@ -84,25 +75,34 @@ def load_adapter(folder: str | os.PathLike, model: nn.Module, *, base_fingerprin
                  allow_fingerprint_mismatch: bool = False) -> AdapterSet:
     """Inject the package's adapters into ``model`` (the base it was trained on) and load its tensors."""
     manifest = read_manifest(folder)
-    saved = manifest["base_model"]["fingerprint"]
+    try:
+        saved = manifest["base_model"]["fingerprint"]
+        method = get_method(manifest["method"])
+        layers, options = manifest["layers"], manifest["options"]
+        ranks = {name: layer["rank"] for name, layer in layers.items()}
+        norms, bias, targets = manifest["train_norms"], manifest["train_bias"], tuple(manifest["targets"])
+    except (KeyError, TypeError, AttributeError):
+        raise AdapterError(f"{Path(folder) / MANIFEST_NAME} lacks fields an adapter package has.",
+                           hint="The package is damaged or edited by hand; save it again.") from None
     if saved != base_fingerprint and not allow_fingerprint_mismatch:
         raise AdapterError(
             f"Adapter {Path(folder).name} was trained on another base model "
-            f"(fingerprint {saved[:12]}…, this model {str(base_fingerprint)[:12]}…).",
+            f"(fingerprint {str(saved)[:12]}…, this model {str(base_fingerprint)[:12]}…).",
             hint="Load it onto the base model it was trained on; force it only if you know the weights are the same.")
-    method = get_method(manifest["method"])
+    try:
+        tensors = load_file(str(Path(folder) / TENSORS_NAME))
+    except Exception:  # safetensors raises its own error types for truncated or foreign files
+        raise AdapterError(f"{Path(folder) / TENSORS_NAME} is damaged (truncated or not a safetensors file).",
+                           hint="Copy the adapter package again, or train it again.") from None
     if method.wraps_layers:
-        layers = manifest["layers"]
-        adapter_set = inject(model, method.name, [re.escape(name) for name in layers],
-                             ranks={name: layer["rank"] for name, layer in layers.items()},
-                             train_norms=manifest["train_norms"], train_bias=manifest["train_bias"],
-                             **manifest["options"])
+        adapter_set = inject(model, method.name, [re.escape(name) for name in layers], ranks=ranks,
+                             train_norms=norms, train_bias=bias, **options)
         for name, layer in layers.items():
             adapter_set.layers[name].load_metadata(layer)
-        adapter_set.targets = tuple(manifest["targets"])
+        adapter_set.targets = targets
     else:
-        adapter_set = inject(model, method.name, **manifest["options"])
-    adapter_set.load_state_dict(load_file(str(Path(folder) / TENSORS_NAME)))
+        adapter_set = inject(model, method.name, **options)
+    adapter_set.load_state_dict(tensors)
     return adapter_set
 
 
@@ -114,10 +114,12 @@ def read_manifest(folder: str | os.PathLike) -> dict:
             raise AdapterError(f"{folder} is not an adapter package: {name} is missing.",
                                hint="Point to the folder that holds adapter.json and adapter.safetensors.")
     try:
-        manifest = json.loads((folder / MANIFEST_NAME).read_text())
-    except json.JSONDecodeError as exc:
+        manifest = json.loads((folder / MANIFEST_NAME).read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise AdapterError(f"{folder / MANIFEST_NAME} is not valid JSON: {exc}.",
                            hint="The package is damaged; save it again.") from None
+    if not isinstance(manifest, dict):
+        raise AdapterError(f"{folder / MANIFEST_NAME} is not an adapter manifest.", hint="The package is damaged; save it again.")
     if manifest.get("format") != FORMAT or manifest.get("format_version", 0) > FORMAT_VERSION:
         raise AdapterError(f"{folder} has format {manifest.get('format')!r} v{manifest.get('format_version')}, "
                            f"this library reads {FORMAT!r} up to v{FORMAT_VERSION}.",
@@ -166,15 +168,3 @@ def check_fingerprint_format(fingerprint: str) -> None:
     if not isinstance(fingerprint, str) or not _SHA256.fullmatch(fingerprint):
         raise AdapterError(f"The base-model fingerprint must be a sha256 hex string, got {fingerprint!r}.",
                            hint="Pass the sha256 of the base weights from the model package.")
-
-
-def replace_folder(source: Path, destination: Path) -> None:
-    """Rename ``source`` onto ``destination``, moving an existing destination aside first."""
-    if not destination.exists():
-        os.replace(source, destination)
-        return
-    old = destination.with_name(f".{destination.name}.old-{os.getpid()}")
-    os.replace(destination, old)
-    os.replace(source, destination)
-    shutil.rmtree(old, ignore_errors=True)
-

@@ -1,5 +1,6 @@
-"""Sub-commands of ``diffusion-peft``. Each module defines NAME, HELP, add_arguments(parser) and
-run(args, context) -> list of output paths. Add a command by adding its module name here."""
+"""Sub-commands of ``diffusion-peft``. Each module defines NAME, HELP, add_arguments(parser),
+paths(args) -> (inputs, outputs) for the output rule, and run(args, context) -> list of output paths.
+Add a command by adding its module name here."""
 
 COMMAND_MODULES = [
     "pretrain",

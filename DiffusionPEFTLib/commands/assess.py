@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from ..assessment import assess_samples
-from ..files import atomic_output, ensure_writable, write_text_atomic
+from ..files import Output, staged
 from ..plots import save_montage
 from ..synthesis import sample
 from ..training import TrainingVolumes, find_volume_files
-from .common import load_model_for_job
+from .common import data_inputs, load_model_for_job
+from .option_types import at_least_two, non_negative_int, positive_int
 
 NAME = "assess"
 HELP = "Score a model's samples against real volumes: realism, diversity, MMD (+ mean-image baseline)."
@@ -29,15 +30,19 @@ def add_arguments(parser) -> None:
     parser.add_argument("--train", nargs="*", default=None, help="training volumes: adds the mean-image baseline")
     parser.add_argument("--pattern", default=None, help="in folders, only files matching this glob")
     parser.add_argument("--contrast", default=None, help="with a simulator manifest: which contrast")
-    parser.add_argument("--n", type=int, default=8, help="samples to draw")
-    parser.add_argument("--steps", type=int, default=50, help="DDIM steps")
-    parser.add_argument("--class-label", type=int, default=None)
+    parser.add_argument("--n", type=at_least_two, default=8, help="samples to draw (≥ 2: diversity needs pairs)")
+    parser.add_argument("--steps", type=positive_int, default=50, help="DDIM steps")
+    parser.add_argument("--class-label", type=non_negative_int, default=None)
     parser.add_argument("--out", required=True, help="folder for assessment.json and montage.png")
 
 
+def paths(args):
+    inputs = [args.model, args.adapter, *data_inputs(args.real, args.pattern, args.contrast),
+              *data_inputs(args.train, args.pattern, args.contrast)]
+    return inputs, [Output.of(args.out, folder=True)]
+
+
 def run(args, context):
-    out = Path(args.out)
-    ensure_writable(out / "assessment.json")
     model = load_model_for_job(args.model, context, 1, training=False)
     if args.adapter:
         from ..adapters.apply import merge_adapter_package
@@ -59,15 +64,16 @@ def run(args, context):
     result.update({"samples": args.n, "reals": len(real_arrays), "ddim_steps": args.steps})
     for name, value in result.items():
         context.events.metric(name, value)
-    paths = [write_text_atomic(out / "assessment.json", json.dumps(result, indent=2))]
     columns = min(8, args.n, len(real_arrays))
     rows = {"held-out real": real_arrays[:columns], "samples": sample_arrays[:columns]}
     if mean is not None:
         rows["training mean"] = [mean]
-    paths.append(save_montage(rows, out / "montage.png"))
-    with atomic_output(out / "samples.npy") as tmp:
-        np.save(tmp, np.stack(sample_arrays))
-    paths.append(out / "samples.npy")
+    with staged(args.out, overwrite=args.overwrite, folder=True) as folder:
+        (folder / "assessment.json").write_text(json.dumps(result, indent=2))
+        save_montage(rows, folder / "montage.png")
+        np.save(folder / "samples.npy", np.stack(sample_arrays))
+    out = Path(args.out)
+    paths = [out / "assessment.json", out / "montage.png", out / "samples.npy"]
     for path in paths:
         context.events.artifact("file", str(path), "assessment")
     return paths

@@ -1,12 +1,14 @@
-"""Pieces several commands share: numbered output names, loading a model within the memory budget."""
+"""Pieces several commands share: numbered output names, the inputs a data option names, loading a model
+within the memory budget."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from torch import nn
+
 from ..context import RunContext
-from ..files import ensure_writable
-from ..models import DiffusionModel, load_model
+from ..models import load_model
 from ..models.footprint import estimate_job_bytes
 from ..volumes.io import volume_suffix
 
@@ -15,14 +17,21 @@ def numbered_outputs(out: str | Path, count: int) -> list[Path]:
     """``out`` itself for one output; ``name_001.nii.gz``, ``name_002.nii.gz`` … for several."""
     out = Path(out)
     suffix = volume_suffix(out)
-    ensure_writable(out)
     if count == 1:
         return [out]
     stem = out.name[: -len(suffix)]
     return [out.with_name(f"{stem}_{i:03d}{suffix}") for i in range(1, count + 1)]
 
 
-def load_model_for_job(path: str | Path, context: RunContext, batch: int, training: bool) -> DiffusionModel:
+def data_inputs(sources, pattern: str | None = None, contrast: str | None = None) -> list[Path]:
+    """The sources as given plus every volume they expand to (manifests list files elsewhere)."""
+    from ..training import find_volume_files
+
+    sources = [Path(s) for s in sources or []]
+    return sources + find_volume_files(sources, pattern, contrast) if sources else []
+
+
+def load_model_for_job(path: str | Path, context: RunContext, batch: int, training: bool) -> nn.Module:
     """Load a model package onto the job's device after checking the job fits the memory budget."""
     from ..models import read_model_config
 

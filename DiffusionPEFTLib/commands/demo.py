@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 from ..adapters import save_adapter
+from ..adapters.registry import METHODS
 from ..assessment import assess_samples
-from ..errors import InputError
-from ..files import ensure_writable, write_text_atomic
+from ..files import Output, staged, write_text_atomic
 from ..finetuning import FineTuneSettings, fine_tune
 from ..metrics import denoising_loss
 from ..plots import save_loss_curve, save_montage
@@ -25,6 +25,7 @@ from ..training import TrainingVolumes, find_volume_files
 from ..volumes import Volume, model_grid_affine, write_volume
 from ..demo_report import write_report
 from .common import load_model_for_job
+from .option_types import at_least_two, positive_float, positive_int
 
 NAME = "demo"
 HELP = "Run the demo: fine-tune the shipped base model to a simulated new domain and report the gain."
@@ -37,26 +38,40 @@ TARGETS = {
 def add_arguments(parser) -> None:
     parser.add_argument("--model", default=None, help="base model package (default: the shipped demo model)")
     parser.add_argument("--target", choices=sorted(TARGETS), default="flair", help="the new domain")
-    parser.add_argument("--method", default="tenvoo-l")
-    parser.add_argument("--rank", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=80, help="fine-tuning steps")
-    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the method's own)")
-    parser.add_argument("--train-subjects", type=int, default=12)
-    parser.add_argument("--heldout-subjects", type=int, default=8)
-    parser.add_argument("--samples", type=int, default=4, help="samples per model")
-    parser.add_argument("--sampling-steps", type=int, default=25)
+    parser.add_argument("--method", choices=sorted(METHODS), default="tenvoo-l")
+    parser.add_argument("--rank", type=positive_int, default=4)
+    parser.add_argument("--steps", type=positive_int, default=80, help="fine-tuning steps")
+    parser.add_argument("--lr", type=positive_float, default=None, help="learning rate (default: the method's own)")
+    parser.add_argument("--train-subjects", type=at_least_two, default=12)
+    parser.add_argument("--heldout-subjects", type=at_least_two, default=8)
+    parser.add_argument("--samples", type=at_least_two, default=4, help="samples per model")
+    parser.add_argument("--sampling-steps", type=positive_int, default=25)
     parser.add_argument("--out", default="demo-report", help="report folder")
 
 
+def paths(args):
+    return [base_model_path(args)], [Output.of(args.out, folder=True)]
+
+
+def base_model_path(args) -> Path:
+    return Path(args.model) if args.model else demo_model_dir()
+
+
 def run(args, context):
+    final = Path(args.out)
+    with staged(final, overwrite=args.overwrite, folder=True) as out:
+        total_s = write_demo(out, final.name, args, context)
+    report = final / "report.md"
+    context.events.artifact("report", str(report), "report")
+    context.events.log(f"Demo finished in {total_s:.0f} s. Open {report}.")
+    return [report, final / "adapter"]
+
+
+def write_demo(out: Path, out_name: str, args, context) -> float:
+    """Everything the demo makes, written into ``out`` (a staged folder); returns the wall time in s."""
     started = time.monotonic()
     timings: dict[str, float] = {}
-    out = Path(args.out)
-    ensure_writable(out / "report.md")
-    if min(args.train_subjects, args.heldout_subjects, args.samples) < 2:
-        raise InputError("The demo needs at least 2 training subjects, held-out subjects and samples.",
-                         hint="Raise --train-subjects, --heldout-subjects or --samples.")
-    model_path = Path(args.model) if args.model else demo_model_dir()
+    model_path = base_model_path(args)
     model = load_model_for_job(model_path, context, 1, training=True)
     spec = model.config.input
     subject_options, atrophy, description = TARGETS[args.target]
@@ -85,8 +100,8 @@ def run(args, context):
     outcome = fine_tune(model, find_volume_files([train_manifest], contrast=contrast), settings,
                         out / "adapter.work", context)
     timings["fine-tune"] = time.monotonic() - tick
-    adapter_path = save_adapter(outcome.adapters, out / "adapter", base_fingerprint=model.config.weights_sha256,
-                                base_architecture=model.config.unet, provenance=outcome.provenance, overwrite=True)
+    save_adapter(outcome.adapters, out / "adapter", base_fingerprint=model.config.weights_sha256,
+                 base_architecture=model.config.unet, provenance=outcome.provenance)
     counts = outcome.adapters.counts().as_dict()
     model.unet = outcome.adapters.merge_and_unload()
     model.eval()
@@ -116,11 +131,9 @@ def run(args, context):
         "model": model_path.name, "target_description": description, "train_subjects": args.train_subjects,
         "heldout_subjects": args.heldout_subjects, "method": args.method, "options": settings.options,
         "steps": outcome.result.steps, "lr": outcome.provenance["lr"], "seed": context.seed,
-        "samples": args.samples, "sampling_steps": args.sampling_steps, "out_name": out.name,
+        "samples": args.samples, "sampling_steps": args.sampling_steps, "out_name": out_name,
     }
     write_text_atomic(out / "metrics.json", json.dumps({"settings": report_settings, "counts": counts,
                                                         "metrics": metrics, "timings_s": timings}, indent=2))
-    report = write_report(out, report_settings, metrics, counts, timings)
-    context.events.artifact("report", str(report), "report")
-    context.events.log(f"Demo finished in {timings['total']:.0f} s. Open {report}.")
-    return [report, adapter_path]
+    write_report(out, report_settings, metrics, counts, timings)
+    return timings["total"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ..files import ensure_writable, write_text_atomic
+from ..files import Output, write_text_atomic
 from ..metrics import compare_volumes
 from ..volumes import read_volume, resample
 
@@ -18,9 +18,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", default=None, help="also write the metrics to this JSON file")
 
 
+def paths(args):
+    return [args.pred, args.ref], [Output.of(args.json)] if args.json else []
+
+
 def run(args, context):
-    if args.json:
-        ensure_writable(args.json)
     pred = read_volume(args.pred, context.budget)
     ref = read_volume(args.ref, context.budget)
     if not pred.same_grid(ref):
@@ -31,6 +33,6 @@ def run(args, context):
     for name, value in metrics.items():
         context.events.metric(name, value)
     if args.json:
-        write_text_atomic(args.json, json.dumps(metrics, indent=2))
+        write_text_atomic(args.json, json.dumps(metrics, indent=2), overwrite=args.overwrite)
         return [args.json]
     return []

@@ -9,13 +9,14 @@ from pathlib import Path
 from ..adapters import plan_adapter, save_adapter
 from ..adapters.registry import METHODS
 from ..errors import InputError
-from ..files import ensure_writable, write_text_atomic
-from ..finetuning import FineTuneSettings, fine_tune
+from ..files import Output, work_folder, write_text_atomic
+from ..finetuning import FineTuneSettings, check_adapter_size, fine_tune
 from ..models import read_model_config
 from ..plots import save_loss_curve
-from ..training import find_volume_files
+from ..training import CHECKPOINT_NAME, find_volume_files
 from .common import load_model_for_job
-from .pretrain import add_data_arguments, add_training_arguments
+from .option_types import non_negative_int, positive_int
+from .training_options import add_data_arguments, add_training_arguments, check_work_folder, work_folder_of
 
 NAME = "finetune"
 HELP = "Fine-tune a pretrained model with a parameter-efficient adapter and save the adapter package."
@@ -26,14 +27,14 @@ def add_arguments(parser) -> None:
     add_data_arguments(parser, required=False)
     parser.set_defaults(val_fraction=0.0)
     parser.add_argument("--method", choices=sorted(METHODS), default="tenvoo-l", help="adapter or selection method")
-    parser.add_argument("--rank", type=int, default=None, help="adapter rank (method default if omitted)")
+    parser.add_argument("--rank", type=positive_int, default=None, help="adapter rank (method default if omitted)")
     parser.add_argument("--targets", default=None,
                         help="preset (tenvoo, all-conv, attention) or a regex over module names; method default if omitted")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="further method options, e.g. alpha=8, threshold=1.3 (values parsed as JSON)")
-    parser.add_argument("--class-label", type=int, default=None, help="class label of the training volumes")
+    parser.add_argument("--class-label", type=non_negative_int, default=None,
+                        help="class label of the training volumes")
     parser.add_argument("--out", default=None, help="adapter package folder to write")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing adapter folder")
     parser.add_argument("--dry-run", action="store_true", help="print the plan (layers, ranks, counts) and exit")
     parser.add_argument("--json", action="store_true", help="with --dry-run: print the plan as JSON on stdout")
     add_training_arguments(parser, steps=200, lr=None, lr_help=learning_rate_help())
@@ -66,10 +67,29 @@ def method_options(args) -> dict:
     return options
 
 
+def paths(args):
+    """Inputs: the base model and every training volume; outputs: the adapter folder and its work folder."""
+    if args.dry_run:
+        return [args.model], []
+    if not args.data or not args.out:
+        raise InputError("finetune needs training volumes and --out (or --dry-run).",
+                         hint="e.g. diffusion-peft finetune MODEL scans/ --method tenvoo-l --out my_adapter")
+    files, sources = training_files(args)
+    inputs = [args.model, *args.data, *files, *(sources or [])]
+    check_work_folder(work_folder_of(args), [*inputs, args.out], args.resume, args.overwrite)
+    return inputs, [Output.of(args.out, folder=True)]
+
+
+def training_files(args) -> tuple[list[Path], list[Path] | None]:
+    """(volumes, None): the training volumes the data options name."""
+    return find_volume_files(args.data, args.pattern, args.contrast), None
+
+
 def dry_run(args, context):
     plan = plan_adapter(read_model_config(args.model).unet, args.method, **method_options(args))
+    check_adapter_size(plan)
     if args.json:
-        print(json.dumps(plan.as_dict()))
+        context.events.document("plan", plan.as_dict())
     context.events.log(plan.format())
     counts = plan.counts.as_dict()
     context.events.metric("trainable_parameters", plan.counts.total)
@@ -81,15 +101,7 @@ def dry_run(args, context):
 def run(args, context):
     if args.dry_run:
         return dry_run(args, context)
-    if not args.data or not args.out:
-        raise InputError("finetune needs training volumes and --out (or --dry-run).",
-                         hint="e.g. diffusion-peft finetune MODEL scans/ --method tenvoo-l --out my_adapter")
-    out = Path(args.out)
-    if out.exists() and not (args.overwrite or args.resume):
-        raise InputError(f"{out} already exists.", hint="Choose another --out, or add --overwrite (or --resume).")
-    ensure_writable(out / "adapter.json")
-    workdir = Path(args.workdir or f"{out}.work")
-    files = find_volume_files(args.data, args.pattern, args.contrast)
+    files, sources = training_files(args)
     model = load_model_for_job(args.model, context, args.batch, training=True)
     options = method_options(args)
     settings = FineTuneSettings(
@@ -97,12 +109,14 @@ def run(args, context):
         batch=args.batch, accum=args.accum, lr=args.lr, val_fraction=args.val_fraction, val_every=args.val_every,
         checkpoint_every=args.checkpoint_every, augment=not args.no_augment, class_label=args.class_label,
         resume=args.resume)
-    outcome = fine_tune(model, files, settings, workdir, context)
-    path = save_adapter(outcome.adapters, out, base_fingerprint=model.config.weights_sha256,
-                        base_architecture=model.config.unet, provenance=outcome.provenance, overwrite=True)
-    history = {"losses": outcome.result.losses, "val_losses": outcome.result.val_losses}
-    write_text_atomic(workdir / "history.json", json.dumps(history))
-    save_loss_curve(outcome.result.losses, workdir / "loss_curve.png", outcome.result.val_losses,
-                    title=f"{args.method} fine-tuning")
+    with work_folder(work_folder_of(args), keep_if=CHECKPOINT_NAME) as workdir:
+        outcome = fine_tune(model, files, settings, workdir, context, sources)
+        path = save_adapter(outcome.adapters, args.out, base_fingerprint=model.config.weights_sha256,
+                            base_architecture=model.config.unet, provenance=outcome.provenance,
+                            overwrite=args.overwrite)
+        history = {"losses": outcome.result.losses, "val_losses": outcome.result.val_losses}
+        write_text_atomic(workdir / "history.json", json.dumps(history), overwrite=True)
+        save_loss_curve(outcome.result.losses, workdir / "loss_curve.png", outcome.result.val_losses,
+                        title=f"{args.method} fine-tuning", overwrite=True)
     context.events.artifact("adapter", str(path), "adapter")
     return [path]

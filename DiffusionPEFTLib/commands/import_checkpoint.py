@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..files import ensure_writable
+from ..files import Output
 from ..models.package import import_checkpoint, save_model
 
 NAME = "import"
@@ -15,9 +15,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="model package folder (or .zip) to write")
 
 
+def paths(args):
+    return [args.config, args.checkpoint], [package_output(args.out)]
+
+
+def package_output(path) -> Output:
+    """A model package: one .zip file, or a folder."""
+    return Output.of(path, folder=not str(path).lower().endswith(".zip"))
+
+
 def run(args, context):
-    ensure_writable(args.out)
     model = import_checkpoint(args.config, args.checkpoint)
-    path = save_model(model, args.out, {"imported_from": str(args.checkpoint)})
+    path = save_model(model, args.out, {"imported_from": str(args.checkpoint)}, overwrite=args.overwrite)
     context.events.artifact("model", str(path), "model")
     return [path]

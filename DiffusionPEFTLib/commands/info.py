@@ -31,7 +31,9 @@ def model_card(path: Path) -> dict:
                  "orientation": config.input.orientation},
         "intensity": config.input.intensity,
         "condition_classes": list(config.input.condition_classes),
-        "scheduler": config.schedule.__dict__,
+        "task": config.task,
+        "scheduler": config.schedule.__dict__ if config.schedule else None,
+        "translation": config.translation,
         "fingerprint": config.weights_sha256,
         "provenance": config.provenance,
     }
@@ -46,6 +48,10 @@ def _count_parameters(arguments: dict) -> int:
         return sum(p.numel() for p in build_unet(arguments).parameters())
 
 
+def paths(args):
+    return [args.path], []
+
+
 def run(args, context):
     path = Path(args.path)
     if path.is_dir() and (path / "adapter.json").exists():
@@ -55,7 +61,7 @@ def run(args, context):
     else:
         card = model_card(path)
     if args.json:
-        print(json.dumps(card, indent=2))
+        context.events.document("card", card)
     else:
         for key, value in card.items():
             context.events.log(f"{key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")

@@ -7,9 +7,11 @@ into REF's intensity scale, ready to sit next to REF.
 
 from __future__ import annotations
 
+from ..files import Output
 from ..synthesis import SAMPLERS, sample
 from ..volumes import GridMapping, Volume, from_model_grid, model_grid_affine, read_volume, write_volume
 from .common import load_model_for_job, numbered_outputs
+from .option_types import non_negative_int, positive_int, unit_interval
 
 NAME = "synthesize"
 HELP = "Sample new volumes from a (fine-tuned) diffusion model."
@@ -19,13 +21,18 @@ def add_arguments(parser) -> None:
     parser.add_argument("model", help="model package folder or .zip")
     parser.add_argument("--adapter", default=None, help="adapter package to merge into the model first")
     parser.add_argument("--like", default=None, help="reference volume: output on its grid and intensity scale")
-    parser.add_argument("--n", type=int, default=1, help="number of volumes")
-    parser.add_argument("--steps", type=int, default=50, help="denoising steps")
+    parser.add_argument("--n", type=positive_int, default=1, help="number of volumes")
+    parser.add_argument("--steps", type=positive_int, default=50, help="denoising steps")
     parser.add_argument("--sampler", choices=SAMPLERS, default="ddim")
-    parser.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity (0: deterministic)")
-    parser.add_argument("--class-label", type=int, default=None, help="class index for class-conditioned models")
-    parser.add_argument("--batch", type=int, default=1, help="volumes sampled together")
+    parser.add_argument("--eta", type=unit_interval, default=0.0, help="DDIM stochasticity in [0, 1] (0: deterministic)")
+    parser.add_argument("--class-label", type=non_negative_int, default=None,
+                        help="class index for class-conditioned models")
+    parser.add_argument("--batch", type=positive_int, default=1, help="volumes sampled together")
     parser.add_argument("--out", required=True, help="output volume (.nii.gz, .nrrd, …); numbered when --n > 1")
+
+
+def paths(args):
+    return [args.model, args.adapter, args.like], [Output.of(path) for path in numbered_outputs(args.out, args.n)]
 
 
 def run(args, context):
@@ -49,7 +56,7 @@ def run(args, context):
         volume = Volume(params.invert(data) if params else data, affine)
         if reference is not None:
             volume = from_model_grid(volume, GridMapping(reference.shape, reference.affine))
-        write_volume(volume, path)
+        write_volume(volume, path, overwrite=args.overwrite)
         context.events.artifact("volume", str(path), "sample")
     return outputs
 

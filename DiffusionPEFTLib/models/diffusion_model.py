@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ModelError
+from ..errors import InputError, ModelError
 from .config import ModelConfig
 from .schedule import NoiseSchedule
 
@@ -51,6 +51,25 @@ class DiffusionModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.unet.parameters()).device
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return self.schedule.num_train_timesteps
+
+    def training_timesteps(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        """Uniform timesteps t ∈ [0, T) for a training batch."""
+        return torch.randint(0, self.num_train_timesteps, (count,), generator=generator)
+
+    def check_class_label(self, label: int | None) -> None:
+        """A class label must be one of the model's ``num_class_embeds`` classes; InputError otherwise."""
+        count = self.config.unet.get("num_class_embeds") or 0
+        if label is None or 0 <= label < count:
+            return
+        names = self.config.input.condition_classes
+        known = ", ".join(f"{i} = {names[i]}" if i < len(names) else str(i) for i in range(count))
+        raise InputError(f"Class label {label} does not exist for this model.",
+                         hint=f"This model knows: {known}." if count else
+                         "This model is unconditional: leave the class label out.")
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.unet(x_t, timesteps=t, class_labels=class_labels)

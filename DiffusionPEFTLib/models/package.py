@@ -6,21 +6,23 @@ checked on load; it is also the base-model fingerprint adapters are tied to.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-import shutil
-import tempfile
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 import torch
+from torch import nn
 
 from ..errors import ModelError
-from ..files import ensure_writable
+from ..files import staged
 from .config import ModelConfig
 from .diffusion_model import DiffusionModel
 
 CONFIG_NAME = "model.json"
+TASK_COMMANDS = {"synthesis": "synthesize", "translation": "translate"}
 WEIGHTS_NAME = "weights.safetensors"
 
 
@@ -62,11 +64,22 @@ def weights_fingerprint(weights: bytes) -> str:
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> DiffusionModel:
-    """Load a model package onto ``device`` in eval mode; the weights' sha256 must match model.json."""
+    """Load a synthesis model package onto ``device`` in eval mode; the weights' sha256 must match model.json."""
+    return load_package(path, "synthesis", DiffusionModel, device)
+
+
+def load_package(path: str | Path, task: str, build: Callable[[ModelConfig], nn.Module],
+                 device: torch.device | str = "cpu") -> nn.Module:
+    """Load a package of ``task`` (ModelError naming the package's own task otherwise): ``build(config)``
+    makes the module, whose ``.unet`` receives the checksum-verified weights."""
     from safetensors.torch import load as load_safetensors
 
     path = Path(path)
     config = read_model_config(path)
+    if config.task != task:
+        raise ModelError(f"{path.name} is a {config.task} model, not a {task} model.",
+                         hint=f"Give a {task} model here, or use this one with "
+                         f"'diffusion-peft {TASK_COMMANDS[config.task]}'.")
     weights = _read_member(path, WEIGHTS_NAME)
     digest = weights_fingerprint(weights)
     if config.weights_sha256 and digest != config.weights_sha256:
@@ -76,12 +89,19 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> Diffusio
         state = load_safetensors(weights)
     except Exception as exc:
         raise ModelError(f"Cannot read {WEIGHTS_NAME} in {path.name}: {exc}", hint="Copy the package again.") from None
-    model = DiffusionModel(ModelConfig(config.unet, config.schedule, config.input, config.provenance, digest))
+    model = build(dataclasses.replace(config, weights_sha256=digest))
     load_unet_state(model, state, path.name)
     return model.to(device).eval()
 
 
-def load_unet_state(model: DiffusionModel, state: dict, source: str) -> None:
+def load_unet_state(model: nn.Module, state: dict, source: str) -> None:
+    own = model.unet.state_dict()
+    resized = [name for name, tensor in state.items() if name in own and tuple(own[name].shape) != tuple(tensor.shape)]
+    if resized:
+        raise ModelError(f"The weights in {source} do not fit the architecture in model.json ({len(resized)} tensors "
+                         f"have other sizes, e.g. {resized[0]}: {tuple(state[resized[0]].shape)} vs "
+                         f"{tuple(own[resized[0]].shape)}).",
+                         hint="The package's model.json and weights belong to different models.")
     missing, unexpected = model.unet.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ModelError(
@@ -91,33 +111,29 @@ def load_unet_state(model: DiffusionModel, state: dict, source: str) -> None:
         )
 
 
-def save_model(model: DiffusionModel, path: str | Path, provenance: dict | None = None) -> Path:
-    """Write a package folder (or a .zip when ``path`` ends in .zip) atomically; return its path."""
+def save_model(model: nn.Module, path: str | Path, provenance: dict | None = None,
+               overwrite: bool = False) -> Path:
+    """Write a package folder (or a .zip when ``path`` ends in .zip) atomically; return its path.
+
+    An existing package is replaced only with ``overwrite`` and only if it holds nothing but a
+    package this tool wrote (see :mod:`DiffusionPEFTLib.files`)."""
     from safetensors.torch import save as save_safetensors
 
-    path = ensure_writable(path)
+    path = Path(path)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.unet.state_dict().items()}
     weights = save_safetensors(state)
-    config = ModelConfig(model.config.unet, model.config.schedule, model.config.input,
-                         {**model.config.provenance, **(provenance or {})}, weights_fingerprint(weights))
-    model.config = config
+    config = dataclasses.replace(model.config, provenance={**model.config.provenance, **(provenance or {})},
+                                 weights_sha256=weights_fingerprint(weights))
     text = json.dumps(config.to_dict(), indent=2)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.partial-") as tmp:
-        staged = Path(tmp) / "package"
-        staged.mkdir()
-        (staged / CONFIG_NAME).write_text(text)
-        (staged / WEIGHTS_NAME).write_bytes(weights)
-        if path.suffix == ".zip":
-            archive = Path(tmp) / "package.zip"
-            with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
-                for member in (CONFIG_NAME, WEIGHTS_NAME):
-                    zf.write(staged / member, member)
-            staged = archive
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-        staged.rename(path)
+    if path.suffix == ".zip":
+        with staged(path, overwrite=overwrite) as archive, zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+            zf.writestr(CONFIG_NAME, text)
+            zf.writestr(WEIGHTS_NAME, weights)
+    else:
+        with staged(path, overwrite=overwrite, folder=True) as folder:
+            (folder / CONFIG_NAME).write_text(text)
+            (folder / WEIGHTS_NAME).write_bytes(weights)
+    model.config = config
     return path
 
 
@@ -129,13 +145,18 @@ def import_checkpoint(config_path: str | Path, checkpoint: str | Path) -> Diffus
     import pickle
 
     config = read_model_config(config_path)
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise ModelError(f"Checkpoint not found: {path}", hint="Give the path of a .pt/.pth file.")
     try:
-        state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise ModelError(f"{Path(checkpoint).name} contains pickled code, which is never executed.",
-                         hint="Export a plain state_dict (torch.save(model.state_dict())) or safetensors.") from None
-    except (OSError, RuntimeError, EOFError) as exc:
-        raise ModelError(f"Cannot read checkpoint {checkpoint}: {exc}", hint="Check the file.") from None
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower():
+            raise ModelError(f"{path.name} contains pickled code, which is never executed.",
+                             hint="Export a plain state_dict (torch.save(model.state_dict())) or safetensors.") from None
+        raise _not_a_checkpoint(path) from None
+    except Exception:  # torch raises KeyError, RuntimeError, EOFError … for files of another kind
+        raise _not_a_checkpoint(path) from None
     for key in ("state_dict", "model", "unet_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -144,7 +165,17 @@ def import_checkpoint(config_path: str | Path, checkpoint: str | Path) -> Diffus
                          hint="Export the network's state_dict.")
     model = DiffusionModel(config)
     if any(".to_q." in k and ".attn." not in k for k in state) or any("proj_attn" in k for k in state):
-        model.unet.load_old_state_dict(state)
+        try:
+            model.unet.load_old_state_dict(state)
+        except (KeyError, RuntimeError) as exc:
+            raise ModelError(f"The old-format weights in {path.name} do not fit the architecture in model.json "
+                             f"({type(exc).__name__}: {str(exc)[:200]}).",
+                             hint="Use the model.json of the network that saved this checkpoint.") from None
     else:
         load_unet_state(model, state, Path(checkpoint).name)
     return model
+
+
+def _not_a_checkpoint(path: Path) -> ModelError:
+    return ModelError(f"{path.name} is not a PyTorch checkpoint (or it is damaged).",
+                      hint="Give the .pt/.pth file saved with torch.save(model.state_dict()).")

@@ -19,7 +19,7 @@ import numpy as np
 from ..cancel import CancelToken
 from ..errors import InputError
 from ..events import EventSink, ListSink
-from ..files import ensure_writable, write_text_atomic
+from ..files import staged
 from ..volumes import write_volume
 from .subject import Subject, check_subject_options, random_stream, simulate_subject
 
@@ -76,17 +76,30 @@ def write_subject(subject: Subject, folder: Path) -> dict[str, Path]:
 
 
 def write_cohort(out_dir, n: int, seed: int = 0, atrophy=0.0, events: EventSink | None = None,
-                 cancel: CancelToken | None = None, **subject_options) -> list[Path]:
-    """Simulate ``n`` subjects into ``out_dir``; return [manifest.json, manifest.csv].
+                 cancel: CancelToken | None = None, overwrite: bool = False, **subject_options) -> list[Path]:
+    """Simulate ``n`` subjects into the new folder ``out_dir``; return [manifest.json, manifest.csv].
 
-    Options are checked and the folder proven writable before the first subject; one progress
-    event per subject; a cancel request stops between subjects (files written so far stay whole).
+    Options and the folder are checked before the first subject; one progress event per subject.
+    The cohort is written into a staged folder that appears under ``out_dir`` only when complete: a
+    cancel request (checked between subjects) or a failure leaves nothing.
     """
     events = events or ListSink()
     cancel = cancel or CancelToken()
-    out_dir = Path(out_dir)
+    final = Path(out_dir)
     subjects = simulate_cohort(n, seed, atrophy, **subject_options)
-    ensure_writable(out_dir / "manifest.json")
+    with staged(final, overwrite=overwrite, folder=True) as out_dir:
+        manifest = _write_subjects(out_dir, subjects, n, seed, atrophy, events, cancel)
+        (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        (out_dir / "manifest.csv").write_text(manifest_csv(manifest["subjects"]))
+    outputs = [final / "manifest.json", final / "manifest.csv"]
+    for path in outputs:
+        events.artifact("table", str(path), "manifest")
+    return outputs
+
+
+def _write_subjects(out_dir: Path, subjects, n: int, seed: int, atrophy, events: EventSink,
+                    cancel: CancelToken) -> dict:
+    """Write every subject's volumes into ``out_dir``; return the manifest."""
     records = []
     digits = max(3, len(str(n - 1)))
     events.progress("simulate", 0, n)
@@ -97,13 +110,8 @@ def write_cohort(out_dir, n: int, seed: int = 0, atrophy=0.0, events: EventSink 
         records.append({"id": subject_id, **subject.params,
                         "files": {role: path.relative_to(out_dir).as_posix() for role, path in files.items()}})
         events.progress("simulate", index + 1, n)
-    manifest = {"format_version": MANIFEST_VERSION, "generator": "DiffusionPEFTLib.simulate",
-                "cohort_seed": seed, "n": n, "atrophy_range": list(parse_atrophy(atrophy)), "subjects": records}
-    outputs = [write_text_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=1)),
-               write_text_atomic(out_dir / "manifest.csv", manifest_csv(records))]
-    for path in outputs:
-        events.artifact("table", str(path), "manifest")
-    return outputs
+    return {"format_version": MANIFEST_VERSION, "generator": "DiffusionPEFTLib.simulate",
+            "cohort_seed": seed, "n": n, "atrophy_range": list(parse_atrophy(atrophy)), "subjects": records}
 
 
 def manifest_csv(records: list[dict]) -> str:

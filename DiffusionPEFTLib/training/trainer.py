@@ -26,6 +26,7 @@ from .callbacks import TrainingCallback
 from .data import TrainingVolumes
 
 CHECKPOINT_NAME = "checkpoint.pt"
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "val_every")  # the only settings --resume may change
 
 
 @dataclass
@@ -56,12 +57,14 @@ class TrainConfig:
 
 @dataclass
 class Batch:
-    """One micro-batch: clean volumes x0 (B, 1, X, Y, Z), noise like x0, timesteps (B,), labels (B,) or None."""
+    """One micro-batch: clean volumes x0 (B, 1, X, Y, Z), noise like x0, timesteps (B,), labels (B,) or None,
+    condition (B, 1, X, Y, Z) or None (the paired source volumes of a translation model)."""
 
     x0: torch.Tensor
     noise: torch.Tensor
     timesteps: torch.Tensor
     labels: torch.Tensor | None
+    condition: torch.Tensor | None = None
 
 
 @dataclass
@@ -81,7 +84,9 @@ class Trainer:
                  config: TrainConfig, workdir: str | Path, device: torch.device | str = "cpu",
                  events: EventSink | None = None, cancel: CancelToken | None = None,
                  val: TrainingVolumes | None = None, callbacks: list[TrainingCallback] | tuple = (),
-                 stage: str = "train"):
+                 stage: str = "train", identity: dict | None = None):
+        """``identity``: what else makes this run this run (method, options, data …); a checkpoint is
+        resumed only by a run with the same identity and settings (see :data:`RESUMABLE_CHANGES`)."""
         config.check()
         self.model = model.to(device)
         self.params = [p for p in params if p.requires_grad]
@@ -92,6 +97,7 @@ class Trainer:
         self.config, self.workdir, self.device = config, Path(workdir), torch.device(device)
         self.events, self.cancel = events or ListSink(), cancel or CancelToken()
         self.callbacks, self.stage = list(callbacks), stage
+        self.identity = dict(identity or {})
         self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.amp_dtype = _amp_dtype(self.device) if config.amp else None
@@ -111,31 +117,36 @@ class Trainer:
                 self._order = torch.randperm(len(self.train_data), generator=self.generator).tolist()
             indices.append(self._order.pop())
         x0 = self.train_data.images[indices].clone()
+        sources = self.train_data.sources
+        condition = sources[indices].clone() if sources is not None else None
         if self.config.augment:
-            x0 = self._augment(x0)
+            x0, condition = self._augment(x0, condition)
         noise = torch.randn(x0.shape, generator=self.generator)
-        timesteps = torch.randint(0, self.model.schedule.num_train_timesteps, (len(indices),), generator=self.generator)
+        timesteps = self.model.training_timesteps(len(indices), self.generator)
         labels = self.train_data.labels[indices] if self.train_data.labels is not None else None
-        return self._to_device(Batch(x0, noise, timesteps, labels))
+        return self._to_device(Batch(x0, noise, timesteps, labels, condition))
 
-    def _augment(self, x0: torch.Tensor) -> torch.Tensor:
-        """Left–right flip (p = 0.5) and ±5 % contrast around the background level, per volume."""
+    def _augment(self, x0: torch.Tensor, condition: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Left–right flip (p = 0.5, the same for a volume and its paired source) and ±5 % contrast around
+        the background level, per volume (drawn independently for the source)."""
         flips = torch.rand(x0.shape[0], generator=self.generator) < 0.5
-        gains = 1 + 0.1 * (torch.rand(x0.shape[0], generator=self.generator) - 0.5)
-        low = x0.amin(dim=(1, 2, 3, 4), keepdim=True)
-        x0 = (x0 - low) * gains.view(-1, 1, 1, 1, 1) + low
+        x0 = _jitter_contrast(x0, self.generator)
         x0[flips] = torch.flip(x0[flips], dims=[2])
-        return x0
+        if condition is not None:
+            condition = _jitter_contrast(condition, self.generator)
+            condition[flips] = torch.flip(condition[flips], dims=[2])
+        return x0, condition
 
     def _to_device(self, batch: Batch) -> Batch:
         move = lambda t: None if t is None else t.to(self.device, non_blocking=True)  # noqa: E731
-        return Batch(move(batch.x0), move(batch.noise), move(batch.timesteps), move(batch.labels))
+        return Batch(move(batch.x0), move(batch.noise), move(batch.timesteps), move(batch.labels),
+                     move(batch.condition))
 
     # --- loss -------------------------------------------------------------------------------
     def loss_on(self, batch: Batch) -> torch.Tensor:
         """Diffusion loss on one batch (deterministic given the batch), under AMP when enabled."""
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            return self.model.loss(batch.x0, batch.noise, batch.timesteps, batch.labels)
+            return self.model.loss(batch.x0, batch.noise, batch.timesteps, batch.labels, batch.condition)
 
     @torch.no_grad()
     def validation_loss(self) -> float:
@@ -145,13 +156,15 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         total, count = 0.0, 0
-        steps = self.model.schedule.num_train_timesteps
+        steps = self.model.num_train_timesteps
         for t in (steps // 8, 3 * steps // 8, 5 * steps // 8, 7 * steps // 8):
             for start in range(0, len(data), self.config.batch_size):
-                x0 = data.images[start:start + self.config.batch_size]
+                chunk = slice(start, start + self.config.batch_size)
+                x0 = data.images[chunk]
                 noise = torch.randn(x0.shape, generator=generator)
-                labels = data.labels[start:start + self.config.batch_size] if data.labels is not None else None
-                batch = self._to_device(Batch(x0, noise, torch.full((x0.shape[0],), t), labels))
+                labels = data.labels[chunk] if data.labels is not None else None
+                condition = data.sources[chunk] if data.sources is not None else None
+                batch = self._to_device(Batch(x0, noise, torch.full((x0.shape[0],), max(t, 1)), labels, condition))
                 total += float(self.loss_on(batch)) * x0.shape[0]
                 count += x0.shape[0]
         self.model.train(was_training)
@@ -212,10 +225,17 @@ class Trainer:
         for callback in self.callbacks:
             callback.after_step(self, self.step, batch)
         loss = loss_sum / self.config.grad_accum
-        if not math.isfinite(loss):
-            raise InputError(f"The training loss became {loss} at step {self.step}.",
-                             hint="Lower the learning rate (--lr) or check the training volumes.")
+        if not math.isfinite(loss) or not self._parameters_finite():
+            what = f"loss became {loss}" if not math.isfinite(loss) else "trained parameters became NaN or infinite"
+            raise InputError(f"Training diverged at step {self.step + 1}: the {what} (learning rate {self.config.lr:g}). "
+                             "Nothing was saved from this step.",
+                             hint="Lower the learning rate (--lr), e.g. by 10×, or check the training volumes.")
         return loss
+
+    def _parameters_finite(self) -> bool:
+        """One reduction per parameter: NaN or ±inf anywhere makes its sum non-finite."""
+        sums = torch.stack([p.detach().float().sum() for p in self.params])
+        return bool(torch.isfinite(sums).all())
 
     def _set_learning_rate(self) -> None:
         warm = self.config.warmup_steps
@@ -268,6 +288,7 @@ class Trainer:
             "result": asdict(self.result),
             "callbacks": [c.state_dict() for c in self.callbacks],
             "config": asdict(self.config),
+            "identity": self.identity,
         }
         path = self.workdir / CHECKPOINT_NAME
         tmp = path.with_name(f".{CHECKPOINT_NAME}.partial-{os.getpid()}")
@@ -280,12 +301,18 @@ class Trainer:
         path = self.workdir / CHECKPOINT_NAME
         if not path.exists():
             return False
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # truncated or foreign file: torch raises many types
+            raise InputError(f"The checkpoint {path} is damaged.",
+                             hint="Start over with --overwrite, or use another --workdir.") from None
+        self._check_same_run(state)
         for callback, callback_state in zip(self.callbacks, state["callbacks"]):
             callback.load_state_dict(callback_state)
-        if set(state["model"]) - set(self.model.state_dict()):
+        own = self.model.state_dict()
+        if any(name not in own or own[name].shape != tensor.shape for name, tensor in state["model"].items()):
             raise InputError(f"The checkpoint in {self.workdir} belongs to a different model or adapter.",
-                             hint="Resume with the same options, or start over in another output folder.")
+                             hint="Resume with the same options, or start over with --overwrite.")
         self.model.load_state_dict(state["model"], strict=False)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
@@ -296,6 +323,32 @@ class Trainer:
         self.result = TrainResult(**{**result, "val_losses": [tuple(v) for v in result["val_losses"]]})
         self.events.log(f"Resumed from step {self.step} ({path}).")
         return True
+
+
+    def _check_same_run(self, state: dict) -> None:
+        """Refuse to resume a checkpoint made with other settings (the random stream and the provenance
+        would disagree); only :data:`RESUMABLE_CHANGES` may differ."""
+        saved = {**state.get("config", {}), **state.get("identity", {})}
+        current = {**asdict(self.config), **self.identity}
+        changed = [name for name, value in current.items()
+                   if name not in RESUMABLE_CHANGES and saved.get(name) != value]
+        if changed:
+            shown = "; ".join(f"{name} {_short(saved.get(name))} (now {_short(current[name])})" for name in changed[:4])
+            raise InputError(f"The checkpoint in {self.workdir} was made with other settings: {shown}.",
+                             hint="Resume with the same options (only --steps may grow), or start over with "
+                             "--overwrite or another --workdir.")
+
+
+def _jitter_contrast(volumes: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Scale each volume (B, 1, X, Y, Z) by a gain in [0.95, 1.05] around its background level."""
+    gains = 1 + 0.1 * (torch.rand(volumes.shape[0], generator=generator) - 0.5)
+    low = volumes.amin(dim=(1, 2, 3, 4), keepdim=True)
+    return (volumes - low) * gains.view(-1, 1, 1, 1, 1) + low
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _amp_dtype(device: torch.device) -> torch.dtype | None:

@@ -65,11 +65,34 @@ def _check_size(shape, budget: MemoryBudget | None, path: Path) -> None:
         )
 
 
+def read_volume_header(path: str | Path) -> tuple[int, ...]:
+    """The voxel grid size of a volume file, read from its header only (raises on a damaged file)."""
+    path = Path(path)
+    if volume_suffix(path) in NIFTI_SUFFIXES:
+        import nibabel as nib
+
+        return tuple(nib.load(str(path)).shape)
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    return tuple(reader.GetSize())
+
+
+def _refuse_complex(path: Path, complex_valued: bool) -> None:
+    if complex_valued:
+        raise InputError(f"{path.name} holds complex-valued voxels; this command needs a real-valued image.",
+                         hint="Save the magnitude image (|z|) for synthesis and fine-tuning; complex k-space "
+                         "goes to reconstruction.")
+
+
 def _read_nifti(path: Path, budget: MemoryBudget | None) -> Volume:
     import nibabel as nib
 
     image = nib.load(str(path))
     _check_size(image.shape, budget, path)
+    _refuse_complex(path, np.issubdtype(image.get_data_dtype(), np.complexfloating))
     data = np.asarray(image.get_fdata(dtype=np.float32))
     return Volume(data, image.affine)
 
@@ -82,12 +105,16 @@ def _read_itk(path: Path, budget: MemoryBudget | None) -> Volume:
     reader.ReadImageInformation()
     shape = reader.GetSize()
     _check_size(shape, budget, path)
+    _refuse_complex(path, "complex" in sitk.GetPixelIDValueAsString(reader.GetPixelID()))
     if reader.GetNumberOfComponents() != 1 and len(shape) == 3:
         raise InputError(
             f"{path.name} has {reader.GetNumberOfComponents()} components per voxel; a scalar volume is needed.",
             hint="Extract one channel first.",
         )
     image = reader.Execute()
+    if image.GetDimension() == 4 and image.GetSize()[3] == 1:  # a 3D scan stored with a singleton 4th axis
+        image = sitk.Extract(image, [*image.GetSize()[:3], 0], [0, 0, 0, 0],
+                             sitk.ExtractImageFilter.DIRECTIONCOLLAPSETOSUBMATRIX)
     data = sitk.GetArrayFromImage(image).astype(np.float32)  # [k, j, i]
     data = np.transpose(data, tuple(range(data.ndim))[::-1])  # -> [i, j, k]
     if image.GetDimension() != 3:
@@ -104,11 +131,13 @@ def itk_affine(image) -> np.ndarray:
     return LPS_TO_RAS @ lps
 
 
-def write_volume(volume: Volume, path: str | Path) -> Path:
-    """Write atomically (temporary name, then rename); the format follows the extension."""
+def write_volume(volume: Volume, path: str | Path, overwrite: bool = False) -> Path:
+    """Write atomically (temporary name, then rename); the format follows the extension.
+
+    An existing file is replaced only with ``overwrite`` (and only if it is a volume file)."""
     path = Path(path)
     suffix = volume_suffix(path)
-    with atomic_output(path) as tmp:
+    with atomic_output(path, overwrite) as tmp:
         if suffix in NIFTI_SUFFIXES:
             import nibabel as nib
 

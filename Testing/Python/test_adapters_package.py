@@ -10,9 +10,11 @@ from test_adapters_support import one_torch_thread  # noqa: F401 (autouse)
 
 from DiffusionPEFTLib.adapters import describe, format_card, inject, load_adapter, save_adapter
 from DiffusionPEFTLib.errors import AdapterError, InputError
+from DiffusionPEFTLib.files import MARKER_NAME
 
 OPTIONS = {"tenvoo-l": {"rank": 2}, "tenvoo-q": {"rank": 2}, "lora": {"rank": 3}, "dora": {"rank": 2},
-           "loha": {"rank": 2}, "lokr": {"rank": 2}, "selora": {"rank": 1}, "dylora": {"rank": 3},
+           "loha": {"rank": 2}, "lokr": {"rank": 2}, "selora": {"rank": 1, "expand_every": 1, "threshold": 1.0},
+           "dylora": {"rank": 3},
            "adalora": {"rank": 3, "target_rank": 1}, "norm-bias": {}, "full": {}, "controlled": {}}
 PROVENANCE = {"data": "10 T1 volumes", "steps": 2, "seed": 0, "metrics": {"val_loss": 0.5}}
 
@@ -32,7 +34,7 @@ def test_save_then_load_reproduces_the_outputs(method, tmp_path):
     folder = save_adapter(adapters, tmp_path / "adapter", base_fingerprint=base_sha,
                           base_architecture=TINY_ARCHITECTURE, provenance=PROVENANCE)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]
-    assert sorted(p.name for p in folder.iterdir()) == ["adapter.json", "adapter.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == [MARKER_NAME, "adapter.json", "adapter.safetensors"]
 
     x, t, _ = unet_batch()
     adapters.model.eval()

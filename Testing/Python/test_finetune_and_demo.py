@@ -69,7 +69,8 @@ def test_finetune_resume_matches_an_uninterrupted_run(tmp_path, tiny_model_dir, 
     common = [tiny_model_dir, target_folder, "--method", "lora", "--rank", "2", "--lr", "1e-3", "--seed", "3"]
     assert run_cli("finetune", *common, "--steps", "4", "--out", tmp_path / "full")[0] == 0
     assert run_cli("finetune", *common, "--steps", "2", "--out", tmp_path / "part")[0] == 0
-    assert run_cli("finetune", *common, "--steps", "4", "--out", tmp_path / "part", "--resume")[0] == 0
+    # continuing a finished run to more steps replaces its adapter: that takes --overwrite
+    assert run_cli("finetune", *common, "--steps", "4", "--out", tmp_path / "part", "--resume", "--overwrite")[0] == 0
     from safetensors.torch import load_file
 
     full = load_file(tmp_path / "full" / "adapter.safetensors")

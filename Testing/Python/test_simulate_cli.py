@@ -40,12 +40,12 @@ def test_simulate_writes_every_subject_contrast_label_map_and_the_manifest(tmp_p
 
 
 @pytest.mark.parametrize("argv, wrong", [
-    (["--shape", "0", "24", "20"], "Shape"),
+    (["--shape", "0", "24", "20"], "--shape"),
     (["--contrasts", "t1,dwi"], "dwi"),
     (["--atrophy", "0.6:0.2"], "Atrophy"),
-    (["--n", "0"], "Number of subjects"),
+    (["--n", "0"], "--n"),
     (["--spacing", "4", "4"], "--spacing"),
-    (["--snr", "-3"], "SNR"),
+    (["--snr", "-3"], "--snr"),
 ])
 def test_bad_options_are_input_errors_and_write_nothing(tmp_path, argv, wrong):
     out = tmp_path / "cohort"

@@ -60,8 +60,9 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, volume_folder):
     # a first run that stops after 3 steps, then a resumed run to 6 in the same work folder
     assert run_cli("pretrain", *common, "--steps", "3", "--out", tmp_path / "part",
                    "--workdir", tmp_path / "work")[0] == 0
+    # the finished package is replaced by the longer run's: that takes --overwrite
     code, events = run_cli("pretrain", *common, "--steps", "6", "--out", tmp_path / "part", "--resume",
-                           "--workdir", tmp_path / "work")
+                           "--overwrite", "--workdir", tmp_path / "work")
     assert code == 0
     assert any("Resumed from step 3" in e["message"] for e in events.of("log"))
     full, resumed = _weights(tmp_path / "full"), _weights(tmp_path / "part")

@@ -114,3 +114,25 @@ def test_intensity_normalisation_is_recorded_and_invertible():
     assert np.percentile(scaled, 99.5) == pytest.approx(1.0, abs=1e-5)
     np.testing.assert_allclose(params.invert(scaled), data, rtol=1e-5)
     assert Volume(data, np.eye(4)).with_data(scaled).shape == data.shape
+
+
+def test_nrrd_with_a_singleton_fourth_axis_keeps_its_geometry(tmp_path, oblique):
+    """A 3D scan saved as X×Y×Z×1 (some exporters do) must land where the 3D scan lands, not at the origin."""
+    three_d = sitk.ReadImage(str(write_volume(oblique, tmp_path / "a.nrrd")))
+    four_d = sitk.JoinSeries([three_d])  # adds a singleton 4th axis with spacing 1 and identity in the block
+    assert four_d.GetDimension() == 4 and four_d.GetSize()[3] == 1
+    sitk.WriteImage(four_d, str(tmp_path / "a4.nrrd"))
+    back = read_volume(tmp_path / "a4.nrrd")
+    np.testing.assert_array_equal(back.data, oblique.data)
+    np.testing.assert_allclose(back.affine, oblique.affine, atol=1e-5)
+
+
+def test_complex_volumes_are_refused_not_silently_made_real(tmp_path):
+    from DiffusionPEFTLib.errors import InputError
+
+    data = (np.random.rand(6, 5, 4) + 1j * np.random.rand(6, 5, 4)).astype(np.complex64)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(tmp_path / "c.nii.gz"))
+    sitk.WriteImage(sitk.GetImageFromArray(data), str(tmp_path / "c.nrrd"))
+    for name in ("c.nii.gz", "c.nrrd"):
+        with pytest.raises(InputError, match="complex"):
+            read_volume(tmp_path / name)

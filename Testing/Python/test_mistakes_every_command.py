@@ -1,0 +1,348 @@
+"""A user's mistakes through every command and ``run job.json``: each ends in exactly one ``error`` event
+with a kind, a message naming what is wrong and a hint, a non-zero exit, no traceback ("internal"), and
+not one file created, changed or removed in the user's folder (hashed before and after)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_ARCH, run_cli
+from sandbox import make_sandbox, snapshot
+
+# --- setups: files a case needs besides the sandbox -----------------------------------------------
+
+
+def edited_model(change: Callable[[dict], None]):
+    def setup(root: Path) -> None:
+        spec = json.loads((root / "model" / "model.json").read_text())
+        change(spec)
+        (root / "model" / "model.json").write_text(json.dumps(spec))
+    return setup
+
+
+def model_json_text(text: str):
+    def setup(root: Path) -> None:
+        (root / "model" / "model.json").write_text(text)
+    return setup
+
+
+def truncated_weights(root: Path) -> None:
+    weights = root / "model" / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+
+
+def trained_adapter(root: Path) -> None:
+    code, events = run_cli("finetune", root / "model", root / "scans", "--method", "lora", "--rank", "2",
+                           "--steps", "2", "--out", root / "adapter", "--checkpoint-every", "1")
+    assert code == 0, events.events
+
+
+def truncated_adapter(root: Path) -> None:
+    trained_adapter(root)
+    tensors = root / "adapter" / "adapter.safetensors"
+    tensors.write_bytes(tensors.read_bytes()[:100])
+
+
+def garbage_adapter_manifest(root: Path) -> None:
+    trained_adapter(root)
+    (root / "adapter" / "adapter.json").write_text('{"format": "diffusion-peft-adapter", "format_version": 1}')
+
+
+def volume_file(name: str, data, affine=np.eye(4), dtype=np.float32):
+    def setup(root: Path) -> None:
+        nib.save(nib.Nifti1Image(np.asarray(data, dtype=dtype), affine), str(root / name))
+    return setup
+
+
+def text_file(name: str, text: str = "not what the name says\n"):
+    def setup(root: Path) -> None:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return setup
+
+
+def state_dict_file(root: Path) -> None:
+    from DiffusionPEFTLib.models import load_model
+
+    torch.save(load_model(root / "model").unet.state_dict(), root / "state.pt")
+    shutil.copy(root / "model" / "model.json", root / "model.json")
+
+
+def pickled_code_file(root: Path) -> None:
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    torch.save({"weights": Payload()}, root / "evil.pt")
+    shutil.copy(root / "model" / "model.json", root / "model.json")
+
+
+def mismatched_state_dict(root: Path) -> None:
+    state_dict_file(root)
+    spec = json.loads((root / "model.json").read_text())
+    spec["architecture"]["arguments"]["channels"] = [8, 16, 32]
+    (root / "model.json").write_text(json.dumps(spec))
+
+
+def work_folder_with(checkpoint: bytes | None):
+    def setup(root: Path) -> None:
+        work = root / "new_model.work"
+        work.mkdir()
+        (work / ".diffusion-peft-output.json").write_text('{"written_by": "DiffusionPEFT", "kind": "work"}')
+        if checkpoint is not None:
+            (work / "checkpoint.pt").write_bytes(checkpoint)
+    return setup
+
+
+def finished_finetune(root: Path) -> None:
+    trained_adapter(root)
+
+
+def job(spec, raw: bytes | None = None):
+    def setup(root: Path) -> None:
+        (root / "job").mkdir()
+        (root / "job" / "job.json").write_bytes(raw if raw is not None else json.dumps(spec).encode())
+    return setup
+
+
+def combined(*setups):
+    def setup(root: Path) -> None:
+        for step in setups:
+            step(root)
+    return setup
+
+
+# --- the cases ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Case:
+    argv: list
+    kind: str
+    words: list = field(default_factory=list)
+    setup: Callable[[Path], None] | None = None
+
+
+SYN = ["synthesize", "model", "--steps", "2"]
+PRE = ["pretrain", "scans", *TINY_ARCH, "--steps", "1"]
+FT = ["finetune", "model", "scans", "--steps", "1"]
+NON_UTF8 = "out\udcff.nii.gz"  # how Python hands a non-UTF-8 file name from argv to the program
+
+CASES = {
+    # global options
+    "batch-0": Case([*SYN, "--batch", "0", "--out", "o.nii.gz"], "input", ["--batch", "≥ 1"]),
+    "threads-negative": Case([*SYN, "--threads", "-1", "--out", "o.nii.gz"], "input", ["--threads"]),
+    "seed-negative": Case([*SYN, "--seed", "-5", "--out", "o.nii.gz"], "input", ["--seed"]),
+    "budget-zero": Case([*SYN, "--memory-budget-gb", "0", "--out", "o.nii.gz"], "input", ["--memory-budget-gb"]),
+    "device-unknown": Case([*SYN, "--device", "tpu", "--out", "o.nii.gz"], "input", ["device", "cpu"]),
+    "device-cuda-absent": pytest.param(Case([*SYN, "--device", "cuda", "--out", "o.nii.gz"], "input", ["cuda"]),
+                                       marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has a GPU")),
+    # synthesize
+    "steps-0": Case([*SYN[:2], "--steps", "0", "--out", "o.nii.gz"], "input", ["--steps"]),
+    "n-0": Case([*SYN, "--n", "0", "--out", "o.nii.gz"], "input", ["--n"]),
+    "eta-negative": Case([*SYN, "--eta", "-1", "--out", "o.nii.gz"], "input", ["--eta", "[0, 1]"]),
+    "eta-above-1": Case([*SYN, "--eta", "2", "--out", "o.nii.gz"], "input", ["--eta"]),
+    "class-label-unconditional": Case([*SYN, "--class-label", "0", "--out", "o.nii.gz"], "input",
+                                      ["class label 0", "unconditional"]),
+    "sampler-unknown": Case([*SYN, "--sampler", "euler", "--out", "o.nii.gz"], "input", ["--sampler"]),
+    "out-not-a-volume": Case([*SYN, "--out", "o.txt"], "input", [".nii.gz"]),
+    "out-exists": Case([*SYN, "--out", "existing.nii.gz"], "input", ["already exists", "--overwrite"]),
+    "out-is-reference": Case([*SYN, "--like", "ref.nii.gz", "--out", "ref.nii.gz", "--overwrite"], "input",
+                             ["is the input"]),
+    "out-inside-model": Case([*SYN, "--out", "model/sample.nii.gz"], "input", ["inside the input"]),
+    "out-name-not-utf8": Case([*SYN, "--out", NON_UTF8], "input", ["utf-8"]),
+    "out-parent-is-file": Case([*SYN, "--out", "notes/patient_list.txt/o.nii.gz"], "input", ["is a file"]),
+    "overwrite-foreign-file": Case([*SYN, "--out", "fake.nii.gz", "--overwrite"], "input", ["did not write"],
+                                   text_file("fake.nii.gz")),
+    "model-missing": Case(["synthesize", "no_model", "--out", "o.nii.gz"], "model", ["not found"]),
+    "model-not-a-package": Case(["synthesize", "notes", "--out", "o.nii.gz"], "model", ["model.json is missing"]),
+    "model-json-not-json": Case([*SYN, "--out", "o.nii.gz"], "model", ["not valid json"], model_json_text("{oops")),
+    "model-json-a-list": Case([*SYN, "--out", "o.nii.gz"], "model", ["top level"], model_json_text("[1, 2]")),
+    "model-json-shape-text": Case([*SYN, "--out", "o.nii.gz"], "model", ["input.shape[0]"],
+                                  edited_model(lambda s: s["input"].__setitem__("shape", ["16", 16, 16]))),
+    "model-json-channels-text": Case([*SYN, "--out", "o.nii.gz"], "model", ["architecture.arguments.channels"],
+                                     edited_model(lambda s: s["architecture"]["arguments"].__setitem__("channels", "8,16"))),
+    "model-json-timesteps-negative": Case([*SYN, "--out", "o.nii.gz"], "model", ["scheduler.num_train_timesteps"],
+                                          edited_model(lambda s: s["scheduler"].__setitem__("num_train_timesteps", -5))),
+    "model-json-prediction-unknown": Case([*SYN, "--out", "o.nii.gz"], "model", ["prediction_type", "epsilon"],
+                                          edited_model(lambda s: s["scheduler"].__setitem__("prediction_type", "noise"))),
+    "model-json-spacing-zero": Case([*SYN, "--out", "o.nii.gz"], "model", ["input.spacing[1]"],
+                                    edited_model(lambda s: s["input"].__setitem__("spacing", [4, 0, 4]))),
+    "model-json-2d": Case([*SYN, "--out", "o.nii.gz"], "model", ["spatial_dims", "3d"],
+                          edited_model(lambda s: s["architecture"]["arguments"].__setitem__("spatial_dims", 2))),
+    "weights-truncated": Case([*SYN, "--out", "o.nii.gz"], "model", ["checksum"], truncated_weights),
+    "adapter-truncated": Case([*SYN, "--adapter", "adapter", "--out", "o.nii.gz"], "adapter", ["damaged"],
+                              truncated_adapter),
+    "adapter-not-a-package": Case([*SYN, "--adapter", "notes", "--out", "o.nii.gz"], "adapter", ["adapter.json"]),
+    "adapter-manifest-fields": Case([*SYN, "--adapter", "adapter", "--out", "o.nii.gz"], "adapter", ["lacks fields"],
+                                    garbage_adapter_manifest),
+    "like-complex": Case([*SYN, "--like", "c.nii.gz", "--out", "o.nii.gz"], "input", ["complex", "magnitude"],
+                         volume_file("c.nii.gz", np.ones((8, 8, 8)) * (1 + 2j), dtype=np.complex64)),
+    "like-2d": Case([*SYN, "--like", "s.nii.gz", "--out", "o.nii.gz"], "input", ["3d"],
+                    volume_file("s.nii.gz", np.random.rand(16, 16))),
+    "like-nan": Case([*SYN, "--like", "n.nii.gz", "--out", "o.nii.gz"], "input", ["nan"],
+                     volume_file("n.nii.gz", np.where(np.random.rand(8, 8, 8) > 0.5, np.nan, 1.0))),
+    "like-damaged": Case([*SYN, "--like", "d.nii.gz", "--out", "o.nii.gz"], "input", ["damaged"],
+                         lambda root: (root / "d.nii.gz").write_bytes(gzip.compress(b"\x00" * 400))),
+    # evaluate
+    "evaluate-json-is-input": Case(["evaluate", "ref.nii.gz", "existing.nii.gz", "--json", "ref.nii.gz",
+                                    "--overwrite"], "input", ["is the input"]),
+    "evaluate-json-exists": Case(["evaluate", "ref.nii.gz", "existing.nii.gz", "--json", "m.json"], "input",
+                                 ["already exists"], text_file("m.json", "{}")),
+    "evaluate-json-is-folder": Case(["evaluate", "ref.nii.gz", "existing.nii.gz", "--json", "notes", "--overwrite"],
+                                    "input", ["is a folder"]),
+    "evaluate-missing": Case(["evaluate", "nope.nii.gz", "ref.nii.gz"], "input", ["not found"]),
+    "evaluate-not-a-volume": Case(["evaluate", "notes/patient_list.txt", "ref.nii.gz"], "input", [".nii.gz"]),
+    # info
+    "info-missing": Case(["info", "no_model"], "model", ["not found"]),
+    "info-not-a-package": Case(["info", "scans"], "model", ["model.json is missing"]),
+    # import
+    "import-out-dot": Case(["import", "model.json", "state.pt", "--out", "."], "input", ["contains the input"],
+                           state_dict_file),
+    "import-text-as-pt": Case(["import", "model/model.json", "notes/patient_list.txt", "--out", "new"], "model",
+                              ["not a pytorch checkpoint"]),
+    "import-pickled-code": Case(["import", "model.json", "evil.pt", "--out", "new"], "model", ["code"],
+                                pickled_code_file),
+    "import-out-user-folder": Case(["import", "model.json", "state.pt", "--out", "notes"], "input",
+                                   ["already exists"], state_dict_file),
+    "import-overwrite-user-folder": Case(["import", "model.json", "state.pt", "--out", "notes", "--overwrite"],
+                                         "input", ["did not write", "patient_list.txt"], state_dict_file),
+    "import-wrong-architecture": Case(["import", "model.json", "state.pt", "--out", "new"], "model", ["do not fit"],
+                                      mismatched_state_dict),
+    "import-missing-checkpoint": Case(["import", "model/model.json", "none.pt", "--out", "new"], "model",
+                                      ["not found"]),
+    # pretrain
+    "pretrain-out-is-data": Case([*PRE, "--out", "scans", "--overwrite"], "input", ["is the input"]),
+    "pretrain-out-inside-data": Case([*PRE, "--out", "scans/model"], "input", ["inside the input"]),
+    "pretrain-out-is-listed-volume": Case(["pretrain", "manifest.json", *TINY_ARCH, "--out", "scans/scan0.nii.gz",
+                                           "--overwrite"], "input", ["is the input"]),
+    "pretrain-attention-level-2": Case([*PRE, "--attention-levels", "0", "2", "1", "--out", "m"], "input",
+                                       ["--attention-levels"]),
+    "pretrain-schedule-unknown": Case([*PRE, "--schedule", "bogus", "--out", "m"], "input", ["--schedule", "cosine"]),
+    "pretrain-timesteps-0": Case([*PRE, "--timesteps", "0", "--out", "m"], "input", ["--timesteps"]),
+    "pretrain-spacing-0": Case([*PRE, "--spacing", "0", "--out", "m"], "input", ["--spacing"]),
+    "pretrain-spacing-negative": Case([*PRE, "--spacing", "-12", "--out", "m"], "input", ["--spacing"]),
+    "pretrain-spacing-two-values": Case([*PRE, "--spacing", "4", "4", "--out", "m"], "input", ["--spacing"]),
+    "pretrain-channels-0": Case([*PRE, "--channels", "0", "0", "0", "--out", "m"], "input", ["--channels"]),
+    "pretrain-channels-not-groups": Case([*PRE, "--channels", "8", "12", "16", "--out", "m"], "input",
+                                         ["cannot be built", "--norm-groups"]),
+    "pretrain-shape-not-divisible": Case([*PRE, "--shape", "16", "16", "15", "--out", "m"], "input", ["divisible"]),
+    "pretrain-val-fraction-2": Case([*PRE, "--val-fraction", "2", "--out", "m"], "input", ["--val-fraction"]),
+    "pretrain-lr-negative": Case([*PRE, "--lr", "-1", "--out", "m"], "input", ["--lr"]),
+    "pretrain-lr-nan": Case([*PRE, "--lr", "nan", "--out", "m"], "input", ["--lr"]),
+    "pretrain-warmup-negative": Case([*PRE, "--warmup", "-1", "--out", "m"], "input", ["--warmup"]),
+    "pretrain-earlier-checkpoint": Case([*PRE, "--out", "new_model"], "input", ["checkpoint", "--resume"],
+                                        work_folder_with(b"x")),
+    "pretrain-damaged-checkpoint": Case([*PRE, "--out", "new_model", "--resume"], "input", ["damaged"],
+                                        work_folder_with(b"not a checkpoint")),
+    "pretrain-workdir-user-folder": Case([*PRE, "--out", "m", "--workdir", "notes"], "input",
+                                         ["not a diffusionpeft work folder"]),
+    "pretrain-data-missing": Case([*PRE[:1], "no_scans", *PRE[2:], "--out", "m"], "input", ["not found"]),
+    # finetune
+    "finetune-resume-out-is-data": Case([*FT, "--resume", "--out", "scans"], "input", ["is the input"]),
+    "finetune-overwrite-out-is-model": Case([*FT, "--overwrite", "--out", "model"], "input", ["is the input"]),
+    "finetune-out-inside-model": Case([*FT, "--out", "model/adapter"], "input", ["inside the input"]),
+    "finetune-rank-1000": Case([*FT, "--rank", "1000", "--out", "a"], "adapter", ["more than", "--rank"]),
+    "finetune-rank-0": Case([*FT, "--rank", "0", "--out", "a"], "input", ["--rank"]),
+    "finetune-lr-inf": Case([*FT, "--lr", "inf", "--out", "a"], "input", ["--lr"]),
+    "finetune-val-fraction-2": Case([*FT, "--val-fraction", "2", "--out", "a"], "input", ["--val-fraction"]),
+    "finetune-class-label-unconditional": Case([*FT, "--class-label", "0", "--out", "a"], "input", ["unconditional"]),
+    "finetune-method-unknown": Case([*FT, "--method", "qlora", "--out", "a"], "input", ["--method"]),
+    "finetune-option-not-pair": Case([*FT, "--option", "alpha", "--out", "a"], "input", ["key=value"]),
+    "finetune-no-out": Case(FT, "input", ["--out"]),
+    "finetune-diverges": Case([*FT[:4], "3", "--method", "full", "--lr", "1e30", "--out", "a"], "input",
+                              ["diverged", "--lr"]),
+    "finetune-resume-other-rank": Case([*FT, "--method", "lora", "--rank", "4", "--resume", "--overwrite",
+                                        "--out", "adapter"], "input", ["other settings", "rank"], finished_finetune),
+    "finetune-resume-other-seed": Case([*FT, "--method", "lora", "--rank", "2", "--resume", "--overwrite",
+                                        "--seed", "99", "--out", "adapter"], "input", ["other settings", "seed"],
+                                       finished_finetune),
+    "finetune-manifest-not-json": Case(["finetune", "model", "m.json", "--out", "a"], "input", ["not valid json"],
+                                       text_file("m.json", "{oops")),
+    "finetune-manifest-not-utf8": Case(["finetune", "model", "m.txt", "--out", "a"], "input", ["utf-8"],
+                                       lambda root: (root / "m.txt").write_bytes(b"\xff\xfescan.nii.gz")),
+    "finetune-manifest-numbers": Case(["finetune", "model", "m.json", "--out", "a"], "input", ["does not list"],
+                                      text_file("m.json", "[1, 2]")),
+    "finetune-manifest-missing-volume": Case(["finetune", "model", "m.json", "--out", "a"], "input", ["not found"],
+                                             text_file("m.json", '["gone.nii.gz"]')),
+    "finetune-no-volume-matches": Case([*FT, "--pattern", "*.nrrd", "--out", "a"], "input", ["no training volumes"]),
+    "finetune-targets-bad-regex": Case([*FT, "--targets", "(", "--out", "a"], "adapter", ["regular expression"]),
+    "finetune-targets-no-match": Case([*FT, "--targets", "zzz", "--out", "a"], "adapter", ["matches no"]),
+    "finetune-option-unknown": Case([*FT, "--option", "bogus=3", "--out", "a"], "adapter", ["no option 'bogus'"]),
+    "finetune-workdir-is-a-volume": Case([*FT, "--workdir", "scans/scan0.nii.gz", "--out", "a"], "input",
+                                         ["inside the input"]),
+    "finetune-dry-run-rank-1000": Case(["finetune", "model", "--dry-run", "--rank", "1000"], "adapter", ["more than"]),
+    # run job.json
+    "job-not-json": Case(["run", "job/job.json"], "input", ["not valid json"], job(None, b"{'version': 1")),
+    "job-not-utf8": Case(["run", "job/job.json"], "input", ["utf-8"], job(None, b'{"version": 1, "x": "\xff"}')),
+    "job-args-list": Case(["run", "job/job.json"], "input", ["args"], job({"version": 1, "command": "info",
+                                                                            "args": ["model"]})),
+    "job-command-list": Case(["run", "job/job.json"], "input", ["command"], job({"version": 1, "command": ["info"],
+                                                                                  "args": {}})),
+    "job-options-null": Case(["run", "job/job.json"], "input", ["options"], job({"version": 1, "command": "info",
+                                                                                  "args": {}, "options": None})),
+    "job-no-version": Case(["run", "job/job.json"], "input", ["version"], job({"command": "info", "args": {}})),
+    "job-version-2": Case(["run", "job/job.json"], "input", ["version"], job({"version": 2, "command": "info",
+                                                                               "args": {}})),
+    "job-unknown-command": Case(["run", "job/job.json"], "input", ["unknown command"],
+                                job({"version": 1, "command": "explode", "args": {}})),
+    "job-extra-key": Case(["run", "job/job.json"], "input", ["extra"], job({"version": 1, "command": "info",
+                                                                             "args": {}, "extra": 1})),
+    "job-option-not-taken": Case(["run", "job/job.json"], "input", ["does not take", "colour"],
+                                 job({"version": 1, "command": "info", "args": {"path": "../model", "colour": 3}})),
+    "job-nested-value": Case(["run", "job/job.json"], "input", ["args.path"],
+                             job({"version": 1, "command": "info", "args": {"path": {"a": 1}}})),
+    "job-switch-text": Case(["run", "job/job.json"], "input", ["switch"],
+                            job({"version": 1, "command": "info", "args": {"path": "../model", "json": "yes"}})),
+    "job-out-is-job-file": Case(["run", "job/job.json"], "input", ["is the input"],
+                                job({"version": 1, "command": "evaluate", "options": {"overwrite": True},
+                                     "args": {"pred": "../ref.nii.gz", "ref": "../existing.nii.gz", "json": "job.json"}})),
+    "job-missing": Case(["run", "nowhere/job.json"], "input", ["cannot read"]),
+    # simulate, demo, assess
+    "simulate-out-user-folder": Case(["simulate", "--n", "2", "--out", "notes", "--overwrite"], "input",
+                                     ["did not write"]),
+    "simulate-contrast-unknown": Case(["simulate", "--contrasts", "dwi", "--out", "c"], "input", ["dwi"]),
+    "demo-out-user-folder": Case(["demo", "--out", "notes", "--overwrite"], "input", ["did not write"]),
+    "demo-one-subject": Case(["demo", "--train-subjects", "1", "--out", "d"], "input", ["--train-subjects", "≥ 2"]),
+    "demo-method-unknown": Case(["demo", "--method", "qlora", "--out", "d"], "input", ["--method"]),
+    "assess-out-is-data": Case(["assess", "model", "scans", "--out", "scans", "--overwrite"], "input",
+                               ["is the input"]),
+    "assess-n-0": Case(["assess", "model", "scans", "--n", "0", "--out", "a"], "input", ["--n"]),
+    "assess-n-1": Case(["assess", "model", "scans", "--n", "1", "--out", "a"], "input", ["--n", "≥ 2"]),
+}
+
+
+def test_the_suite_covers_every_command_with_at_least_60_cases():
+    from DiffusionPEFTLib.cli import command_modules
+
+    commands = {(c.values[0] if hasattr(c, "values") else c).argv[0] for c in CASES.values()}
+    assert commands == {*command_modules(), "run"}
+    assert len(CASES) >= 60
+
+
+@pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
+def test_mistake_is_reported_and_touches_nothing(tmp_path, tiny_model_dir, monkeypatch, case):
+    root = make_sandbox(tmp_path / "user", tiny_model_dir)
+    if case.setup:
+        case.setup(root)
+    monkeypatch.chdir(root)
+    before = snapshot(root)
+    code, events = run_cli(*case.argv)
+    errors = events.of("error")
+    assert code != 0 and len(errors) == 1, events.events
+    error = errors[0]
+    assert error["kind"] == case.kind, error
+    assert error["message"] and error["hint"] and "bug" not in error["hint"].lower(), error
+    text = (error["message"] + " " + error["hint"]).lower()
+    assert all(word.lower() in text for word in case.words), error
+    assert not events.of("done")
+    assert snapshot(root) == before
