@@ -12,4 +12,6 @@ COMMAND_MODULES = [
     "finetune",
     "demo",
     "simulate",
+    "translate_train",
+    "translate",
 ]

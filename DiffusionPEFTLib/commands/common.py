@@ -31,17 +31,25 @@ def data_inputs(sources, pattern: str | None = None, contrast: str | None = None
     return sources + find_volume_files(sources, pattern, contrast) if sources else []
 
 
-def load_model_for_job(path: str | Path, context: RunContext, batch: int, training: bool) -> nn.Module:
-    """Load a model package onto the job's device after checking the job fits the memory budget."""
+def load_model_for_job(path: str | Path, context: RunContext, batch: int, training: bool,
+                       task: str | None = "synthesis") -> nn.Module:
+    """Load a model package of ``task`` (None: either kind) onto the job's device after checking the job
+    fits the memory budget; a package of another task is a ModelError that says what it is."""
     from ..models import read_model_config
+    from ..translation.model import load_translation_model
 
     config = read_model_config(path)
+    grid = config.input.shape
+    if config.task == "translation":  # the U-Net runs on the puzzled grid
+        grid = tuple(-(-side // config.translation.get("puzzle", 1)) for side in grid)
     context.budget.check(
-        estimate_job_bytes(config.unet, config.input.shape, batch, training),
+        estimate_job_bytes(config.unet, grid, batch, training),
         f"{'Training' if training else 'Sampling'} this model at {'×'.join(map(str, config.input.shape))} "
         f"with batch {batch}",
         hint="Use batch 1, a smaller grid, or a GPU with more memory.",
     )
-    model = load_model(path, context.device)
-    context.events.log(f"Loaded model {Path(path).name} ({model.parameter_count():,} parameters) on {context.device}.")
+    loaders = {"synthesis": load_model, "translation": load_translation_model}
+    model = loaders[task or config.task](path, context.device)
+    context.events.log(f"Loaded {model.config.task} model {Path(path).name} ({model.parameter_count():,} parameters) "
+                       f"on {context.device}.")
     return model

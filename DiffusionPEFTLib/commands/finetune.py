@@ -14,6 +14,7 @@ from ..finetuning import FineTuneSettings, check_adapter_size, fine_tune
 from ..models import read_model_config
 from ..plots import save_loss_curve
 from ..training import CHECKPOINT_NAME, find_volume_files
+from ..translation.pairs import find_pairs
 from .common import load_model_for_job
 from .option_types import non_negative_int, positive_int
 from .training_options import add_data_arguments, add_training_arguments, check_work_folder, work_folder_of
@@ -26,6 +27,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("model", help="base model package folder or .zip")
     add_data_arguments(parser, required=False)
     parser.set_defaults(val_fraction=0.0)
+    parser.add_argument("--source", default=None,
+                        help="translation model with a simulator manifest: the source contrast (e.g. t1)")
+    parser.add_argument("--target", default=None,
+                        help="translation model with a simulator manifest: the target contrast (e.g. flair)")
     parser.add_argument("--method", choices=sorted(METHODS), default="tenvoo-l", help="adapter or selection method")
     parser.add_argument("--rank", type=positive_int, default=None, help="adapter rank (method default if omitted)")
     parser.add_argument("--targets", default=None,
@@ -81,7 +86,11 @@ def paths(args):
 
 
 def training_files(args) -> tuple[list[Path], list[Path] | None]:
-    """(volumes, None): the training volumes the data options name."""
+    """(volumes, None) for a synthesis model; (targets, their sources) for a translation model, whose
+    data are pairs (see translation/pairs.py)."""
+    if read_model_config(args.model).task == "translation":
+        sources, targets = find_pairs(args.data, args.source, args.target)
+        return targets, sources
     return find_volume_files(args.data, args.pattern, args.contrast), None
 
 
@@ -102,7 +111,7 @@ def run(args, context):
     if args.dry_run:
         return dry_run(args, context)
     files, sources = training_files(args)
-    model = load_model_for_job(args.model, context, args.batch, training=True)
+    model = load_model_for_job(args.model, context, args.batch, training=True, task=None)
     options = method_options(args)
     settings = FineTuneSettings(
         method=args.method, targets=options.pop("targets", None), options=options, steps=args.steps,

@@ -1,0 +1,100 @@
+"""``translate-train``: train a PPDM-style translation model (bridge diffusion on puzzled tensors) on paired
+volumes and write a model package with ``"task": "translation"``."""
+
+from __future__ import annotations
+
+import json
+
+from ..files import work_folder, write_text_atomic
+from ..models import InputSpec, ModelConfig, save_model
+from ..training import CHECKPOINT_NAME, Trainer, TrainConfig, TrainingVolumes, split_validation
+from ..translation.bridge import KINDS, PREDICTIONS, BridgeConfig
+from ..translation.model import TranslationModel, TranslationSpec
+from ..translation.pairs import find_pairs
+from ..translation.puzzle import FACTORS
+from .import_checkpoint import package_output
+from .option_types import at_least_two, non_negative_float, positive_float
+from .training_options import (add_architecture_arguments, add_training_arguments, add_validation_arguments,
+                               check_work_folder, grid_spacing, unet_arguments, work_folder_of)
+
+NAME = "translate-train"
+HELP = "Train a translation model (e.g. T1w → FLAIR) on paired volumes: bridge diffusion on puzzled tensors."
+
+
+def add_pair_arguments(parser, required: bool = True) -> None:
+    """Paired-data options, shared with ``finetune`` on a translation model."""
+    parser.add_argument("pairs", nargs="+" if required else "*",
+                        help="a simulator manifest (with --source/--target), a pairs manifest (.csv: source,target) "
+                        "or two folders SOURCES TARGETS matched by subject")
+    parser.add_argument("--source", default=None, help="with a simulator manifest: the source contrast (e.g. t1)")
+    parser.add_argument("--target", default=None, help="with a simulator manifest: the target contrast (e.g. flair)")
+
+
+def add_arguments(parser) -> None:
+    add_pair_arguments(parser)
+    parser.add_argument("--out", required=True, help="model package folder (or .zip) to write")
+    add_architecture_arguments(parser, shape=[64, 80, 64], spacing=3.0)
+    parser.add_argument("--puzzle", type=int, choices=FACTORS, default=2, help="pixel-puzzle factor p")
+    parser.add_argument("--bridge", choices=KINDS, default="bbdm", help="bridge parameterisation")
+    parser.add_argument("--prediction", choices=PREDICTIONS, default="x0", help="what the network predicts")
+    parser.add_argument("--timesteps", type=at_least_two, default=1000, help="bridge steps T")
+    parser.add_argument("--max-var", type=positive_float, default=1.0, help="BBDM's variance scale κ")
+    parser.add_argument("--pg-weight", type=non_negative_float, default=0.1,
+                        help="weight λ of the puzzle-gradient loss (0: off)")
+    parser.add_argument("--source-name", default=None, help="name of the source contrast in the card (default --source)")
+    parser.add_argument("--target-name", default=None, help="name of the target contrast in the card (default --target)")
+    add_validation_arguments(parser)
+    add_training_arguments(parser, steps=1000, lr=2e-4)
+
+
+def build_config(args) -> ModelConfig:
+    p = args.puzzle
+    spec = TranslationSpec(
+        source=args.source_name or args.source or "source", target=args.target_name or args.target or "target",
+        puzzle=p, bridge=BridgeConfig(kind=args.bridge, timesteps=args.timesteps, max_var=args.max_var,
+                                      prediction=args.prediction),
+        puzzle_gradient_weight=args.pg_weight)
+    unet = unet_arguments(args, in_channels=2 * p**3, out_channels=p**3)
+    return ModelConfig(unet, None, InputSpec(tuple(args.shape), grid_spacing(args)), task="translation",
+                       translation=spec.to_dict())
+
+
+def paths(args):
+    sources, targets = find_pairs(args.pairs, args.source, args.target)
+    inputs = [*args.pairs, *sources, *targets]
+    check_work_folder(work_folder_of(args), [*inputs, args.out], args.resume, args.overwrite)
+    return inputs, [package_output(args.out)]
+
+
+def run(args, context):
+    config = build_config(args)
+    sources, targets = find_pairs(args.pairs, args.source, args.target)
+    context.events.log(f"Loading {len(targets)} (source, target) pairs onto the model grid.")
+    data = TrainingVolumes.load(targets, config.input, budget=context.budget, sources=sources)
+    train, val = split_validation(data, args.val_fraction, context.seed)
+    model = TranslationModel(config)
+    context.events.log(f"Translation model {model.spec.source} → {model.spec.target}: {model.parameter_count():,} "
+                       f"parameters, puzzle p = {model.spec.puzzle} (U-Net grid "
+                       f"{'×'.join(map(str, model.puzzle.puzzled_shape(config.input.shape)))}); {len(train)} "
+                       f"training, {len(val) if val else 0} validation pairs.")
+    train_config = TrainConfig(steps=args.steps, batch_size=args.batch, grad_accum=args.accum, lr=args.lr,
+                               val_every=args.val_every, checkpoint_every=args.checkpoint_every,
+                               augment=not args.no_augment, seed=context.seed)
+    with work_folder(work_folder_of(args), keep_if=CHECKPOINT_NAME) as workdir:
+        trainer = Trainer(model, list(model.parameters()), train, train_config, workdir, context.device,
+                          context.events, context.cancel, val=val, stage="translate-train",
+                          identity={"config": config.to_dict(), "data": [str(p) for p in targets],
+                                    "sources": [str(p) for p in sources]})
+        if args.resume and not trainer.load_checkpoint():
+            context.events.log(f"No checkpoint in {workdir}; starting from scratch.", level="warning")
+        result = trainer.run()
+        write_text_atomic(workdir / "history.json", json.dumps({"losses": result.losses,
+                                                                "val_losses": result.val_losses}), overwrite=True)
+        provenance = {"command": NAME, "training": {
+            "pairs": len(train), "validation_pairs": len(val) if val else 0, "steps": result.steps,
+            "batch": args.batch, "lr": args.lr, "seed": context.seed, "wall_s": round(result.wall_s, 1),
+            "device": str(context.device), "best_val_loss": result.best_val_loss,
+            "final_loss_mean_last_50": sum(result.losses[-50:]) / len(result.losses[-50:])}}
+        path = save_model(model, args.out, provenance, overwrite=args.overwrite)
+    context.events.artifact("model", str(path), "model")
+    return [path]
