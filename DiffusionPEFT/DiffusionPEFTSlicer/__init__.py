@@ -1,4 +1,5 @@
-"""Helpers of the DiffusionPEFT Slicer module: job process, volume exchange, scene outputs, panel.
+"""Helpers of the DiffusionPEFT Slicer module: parameter node, Logic, job process, volume exchange,
+scene outputs, panel.
 
-Everything here but ``widget.py`` is free of Qt; nothing here imports torch.
+Only ``widget.py`` and ``debounced_query.py`` use Qt; nothing here imports torch.
 """

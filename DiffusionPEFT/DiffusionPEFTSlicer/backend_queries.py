@@ -1,20 +1,19 @@
 """Short questions to the backend's Python: a model's card, the torch build and device, an adapter's plan.
 
-Each runs in a subprocess (the module never imports torch) and answers with the JSON it printed.
-The model card and the environment block (a wait cursor); the adapter plan runs in the background
-(:class:`BackgroundQuery`, polled from a timer) because the panel asks again whenever the choice changes.
+Each runs in a subprocess (the module never imports torch), in the background: a
+:class:`BackgroundQuery` is started, polled from a timer, and answers with the JSON it printed.
+Nothing here waits for a process, so the panel stays responsive (``info`` takes 6–15 s in Slicer).
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 from typing import Callable
 
 from .job_process import STDOUT, JobProcess
-from .job_result import JobFailed
+from .job_result import JobFailed, missingPackageFailure
 from .launcher import BackendLauncher
 
 QUERY_TIMEOUT_S = 120
@@ -25,6 +24,9 @@ ENVIRONMENT_PROBE = (
     "print(json.dumps({'torch': torch.__version__, 'cuda': torch.version.cuda, 'cudaAvailable': cuda, "
     "'gpu': torch.cuda.get_device_name(0) if cuda else None}))"
 )
+
+Answer = Callable[[dict], None]
+Failure = Callable[[JobFailed], None]
 
 
 def adapterOptions(method: str, rank: int, targets: str) -> dict:
@@ -37,6 +39,9 @@ def adapterOptions(method: str, rank: int, targets: str) -> dict:
 def answerOf(returnCode: int, stdout: str, stderrLines: list[str]) -> dict:
     """The JSON document a finished query printed; JobFailed (its error line and hint) when it failed."""
     if returnCode != 0:
+        missing = missingPackageFailure(stderrLines)
+        if missing:
+            raise JobFailed(*missing)
         lines = [line for line in stderrLines if line.strip()]
         message = next((line for line in lines if line.startswith("error")), lines[-1] if lines else "no output")
         hint = next((line[len("hint:"):].strip() for line in lines if line.startswith("hint:")), "")
@@ -47,16 +52,6 @@ def answerOf(returnCode: int, stdout: str, stderrLines: list[str]) -> dict:
         raise JobFailed("The backend's answer is not JSON.", "See the log for details.") from None
 
 
-def queryJson(command: list[str], launcher: BackendLauncher) -> dict:
-    """Run ``command`` and wait for its answer (see :func:`answerOf`)."""
-    try:
-        completed = subprocess.run(command, env=launcher.environment, capture_output=True, text=True,
-                                   timeout=QUERY_TIMEOUT_S, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise JobFailed(f"Could not run the backend: {error}", NOT_STARTED_HINT) from None
-    return answerOf(completed.returncode, completed.stdout, completed.stderr.splitlines())
-
-
 class BackgroundQuery:
     """A query that does not block: :meth:`start`, then :meth:`poll` from a timer until it returns False.
 
@@ -64,8 +59,8 @@ class BackgroundQuery:
     :meth:`cancel` kills the process and delivers nothing (a newer query supersedes this one).
     """
 
-    def __init__(self, command: list[str], launcher: BackendLauncher, onAnswer: Callable[[dict], None],
-                 onFailure: Callable[[JobFailed], None], timeoutSeconds: float = QUERY_TIMEOUT_S):
+    def __init__(self, command: list[str], launcher: BackendLauncher, onAnswer: Answer, onFailure: Failure,
+                 timeoutSeconds: float = QUERY_TIMEOUT_S):
         self._onAnswer = onAnswer
         self._onFailure = onFailure
         self._timeoutSeconds = timeoutSeconds
@@ -112,18 +107,18 @@ class BackgroundQuery:
         self._onAnswer(answer)
 
 
-def modelCard(launcher: BackendLauncher, modelPath) -> dict:
-    """``diffusion-peft info MODEL --json``: parameters, size, grid, intensity, provenance."""
-    return queryJson(launcher.command("info", str(modelPath), "--json"), launcher)
+def modelCard(launcher: BackendLauncher, modelPath, onAnswer: Answer, onFailure: Failure) -> BackgroundQuery:
+    """Start ``diffusion-peft info MODEL --json``: parameters, size, grid, intensity, provenance."""
+    return BackgroundQuery(launcher.command("info", str(modelPath), "--json"), launcher, onAnswer, onFailure).start()
 
 
-def environmentReport(launcher: BackendLauncher) -> dict:
-    """torch version, CUDA version, whether a GPU is usable and its name."""
-    return queryJson([*launcher.python, "-c", ENVIRONMENT_PROBE], launcher)
+def environmentReport(launcher: BackendLauncher, onAnswer: Answer, onFailure: Failure) -> BackgroundQuery:
+    """Start the probe of the backend's torch: version, CUDA version, whether a GPU is usable and its name."""
+    return BackgroundQuery([*launcher.python, "-c", ENVIRONMENT_PROBE], launcher, onAnswer, onFailure).start()
 
 
 def adapterPlan(launcher: BackendLauncher, modelPath, method: str, rank: int, targets: str,
-                onAnswer: Callable[[dict], None], onFailure: Callable[[JobFailed], None]) -> BackgroundQuery:
+                onAnswer: Answer, onFailure: Failure) -> BackgroundQuery:
     """Start ``diffusion-peft finetune MODEL --dry-run --json`` (needs model.json only, no weights).
 
     The answer is the plan: method, options, targets, layers and counts {adapter, extra, base, total, share}.

@@ -1,4 +1,5 @@
-"""Reference vs output in the scene: a difference volume, a metrics table, linked side-by-side views."""
+"""Reference vs output in the scene: a difference volume, a metrics table, linked side-by-side views with an
+overlay on the output (its difference, or its uncertainty map)."""
 
 from __future__ import annotations
 
@@ -9,25 +10,47 @@ import vtk
 from .volume_exchange import placeNextTo
 
 METRIC_LABELS = {"ms_ssim": "MS-SSIM", "ssim": "SSIM", "psnr": "PSNR (dB)", "nrmse": "NRMSE"}
+COMPARE_ORIENTATION = "Axial"  # both views, explicitly: a view keeps its plane when the layout changes
+OVERLAY_OPACITY = 0.5
+DIFFERENCE_COLORS = "vtkMRMLColorTableNodeFileDivergingBlueRed.txt"  # blue < 0 < red
+UNCERTAINTY_COLORS = "vtkMRMLColorTableNodeFileInferno.txt"  # black at 0, yellow at the largest std
 
 
 def differenceVolume(referenceNode, outputNode):
-    """A new node ``output − reference`` on the output's grid (both must have the same dimensions)."""
+    """A new node ``output − reference`` on the output's grid (both must have the same dimensions), shown
+    in a blue–red map with its window centred on 0."""
     reference = slicer.util.arrayFromVolume(referenceNode).astype(np.float32)
     output = slicer.util.arrayFromVolume(outputNode).astype(np.float32)
     if reference.shape != output.shape:
         raise ValueError(f"{outputNode.GetName()} {output.shape[::-1]} and {referenceNode.GetName()} "
-                         f"{reference.shape[::-1]} are on different grids; generate with the reference as 'like'.")
+                         f"{reference.shape[::-1]} are on different grids; synthesize with the reference as 'like', "
+                         "or translate with a target on the source's grid.")
     scene = slicer.mrmlScene
     node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode",
                                    scene.GenerateUniqueName(f"{outputNode.GetName()} - {referenceNode.GetName()}"))
-    slicer.util.updateVolumeFromArray(node, output - reference)
+    difference = output - reference
+    slicer.util.updateVolumeFromArray(node, difference)
     matrix = vtk.vtkMatrix4x4()
     outputNode.GetIJKToRASMatrix(matrix)
     node.SetIJKToRASMatrix(matrix)
     node.CreateDefaultDisplayNodes()
+    _showInColors(node, DIFFERENCE_COLORS, 2 * float(np.abs(difference).max()), 0.0)
     placeNextTo(node, referenceNode)
     return node
+
+
+def showAsUncertainty(node):
+    """Show a per-voxel std volume (≥ 0) in UNCERTAINTY_COLORS from 0 to its largest value; return it."""
+    largest = float(slicer.util.arrayFromVolume(node).max())
+    _showInColors(node, UNCERTAINTY_COLORS, largest, largest / 2)
+    return node
+
+
+def _showInColors(node, colorNodeID: str, window: float, level: float) -> None:
+    display = node.GetDisplayNode()
+    display.SetAndObserveColorNodeID(colorNodeID)
+    display.AutoWindowLevelOff()
+    display.SetWindowLevel(max(window, 1e-6), level)
 
 
 def metricsTable(metrics: dict[str, float], name: str = "DiffusionPEFT metrics"):
@@ -45,13 +68,17 @@ def metricsTable(metrics: dict[str, float], name: str = "DiffusionPEFT metrics")
     return tableNode
 
 
-def showSideBySide(referenceNode, outputNode, differenceNode=None) -> None:
-    """Two linked slice views: reference left, output right (difference as foreground overlay)."""
+def showSideBySide(referenceNode, outputNode, overlayNode=None) -> None:
+    """Two linked axial slice views: reference left, output right with ``overlayNode`` (its difference or
+    uncertainty map) over it at OVERLAY_OPACITY."""
     layoutManager = slicer.app.layoutManager()
     layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView)
-    for viewName, node in (("Red", referenceNode), ("Yellow", outputNode)):
-        compositeNode = layoutManager.sliceWidget(viewName).mrmlSliceCompositeNode()
+    for viewName, node, overlay in (("Red", referenceNode, None), ("Yellow", outputNode, overlayNode)):
+        sliceWidget = layoutManager.sliceWidget(viewName)
+        sliceWidget.mrmlSliceNode().SetOrientation(COMPARE_ORIENTATION)
+        compositeNode = sliceWidget.mrmlSliceCompositeNode()
         compositeNode.SetBackgroundVolumeID(node.GetID())
-        compositeNode.SetForegroundVolumeID(differenceNode.GetID() if differenceNode and viewName == "Yellow" else None)
+        compositeNode.SetForegroundVolumeID(overlay.GetID() if overlay is not None else None)
+        compositeNode.SetForegroundOpacity(OVERLAY_OPACITY if overlay is not None else 0.0)
         compositeNode.SetLinkedControl(True)
-        layoutManager.sliceWidget(viewName).sliceLogic().FitSliceToAll()
+        sliceWidget.sliceLogic().FitSliceToAll()

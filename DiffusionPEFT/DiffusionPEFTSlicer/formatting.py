@@ -6,6 +6,8 @@ import html
 from pathlib import PurePath
 
 TRAINABLE_PENDING_TEXT = "trainable parameters: …"
+CARD_PENDING_TEXT = "Reading the model package…"
+NO_MODEL_TEXT = "No model chosen."
 
 
 def durationText(seconds: float) -> str:
@@ -28,23 +30,42 @@ def progressText(event: dict) -> str:
     return text
 
 
+def _withPrefix(value: float, unit: str) -> str:
+    """``166_700_000, ""`` → ``166.7 M``; ``12_300_000, "B"`` → ``12.3 MB`` (decimal prefixes)."""
+    for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= factor:
+            return f"{value / factor:.1f} {prefix}{unit}"
+    return f"{value} {unit}".rstrip()
+
+
+def sizeText(size: int) -> str:
+    """Bytes as ``12.3 MB``."""
+    return _withPrefix(size, "B")
+
+
 def parameterCountText(count: int) -> str:
     """``166_700_000`` → ``166.7 M``."""
-    for factor, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if count >= factor:
-            return f"{count / factor:.1f} {unit}"
-    return str(count)
+    return _withPrefix(count, "")
+
+
+def modelName(card: dict) -> str:
+    """The package's folder (or .zip) name."""
+    return PurePath(str(card.get("path", ""))).name
 
 
 def modelCardText(card: dict, environment: dict | None) -> str:
-    """Rich text: parameters, file size, grid and spacing; device and torch/CUDA build when known."""
+    """Rich text: parameters, file size, grid and spacing; what a translation model translates; device
+    and torch/CUDA build when known."""
     grid = card.get("grid", {})
     lines = [
-        f"<b>{html.escape(PurePath(str(card.get('path', ''))).name)}</b>",
+        f"<b>{html.escape(modelName(card))}</b>",
         f"{parameterCountText(card.get('parameters', 0))} parameters, {card.get('size_mb', '?')} MB",
         "grid " + "×".join(str(s) for s in grid.get("shape", [])) + " voxels at "
         + "×".join(f"{s:g}" for s in grid.get("spacing_mm", [])) + " mm",
     ]
+    translation = card.get("translation")
+    if card.get("task") == "translation" and translation:
+        lines.append(html.escape(f"translates {translation.get('source')} → {translation.get('target')}"))
     if environment:
         device = f"cuda ({environment['gpu']})" if environment.get("cudaAvailable") else "cpu"
         lines.append(f"device: {html.escape(device)}; torch {environment.get('torch')}, "
@@ -59,6 +80,12 @@ def trainableText(counts: dict) -> str:
     if counts["adapter"]:
         text += f" (adapter {counts['adapter']:,} + norms/biases {counts['extra']:,})"
     return text
+
+
+def notFineTunableText(card: dict) -> str:
+    """Why the panel's Fine-tune is off for a translation model."""
+    return (f"{modelName(card)} is a translation model: it is fine-tuned on (source, target) pairs, which this "
+            "panel does not offer. Use 'diffusion-peft finetune MODEL PAIRS.csv' on the command line.")
 
 
 def errorText(message: str, hint: str = "") -> str:

@@ -20,6 +20,7 @@ from typing import Callable
 
 STDOUT = "stdout"
 STDERR = "stderr"
+WINDOWS = os.name == "nt"
 
 
 class JobProcess:
@@ -95,8 +96,9 @@ class JobProcess:
         if self._process is None:
             return
         self._killed = self._killed or self._process.poll() is None
-        if os.name == "nt":
-            subprocess.run(["taskkill", "/F", "/T", "/PID", str(self._process.pid)], capture_output=True)
+        if WINDOWS:
+            subprocess.run(["taskkill", "/F", "/T", "/PID", str(self._process.pid)], capture_output=True,
+                           creationflags=subprocess.CREATE_NO_WINDOW)
         else:
             try:
                 os.killpg(self._process.pid, signal.SIGKILL)
@@ -119,7 +121,8 @@ class JobProcess:
 
 
 def _ownProcessGroup() -> dict:
-    """Popen arguments that give the job its own process group (so the whole tree can be killed)."""
-    if os.name == "nt":
+    """Popen arguments that give the job its own process group (so the whole tree can be killed) and,
+    on Windows, no console window."""
+    if WINDOWS:
         return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW}
     return {"start_new_session": True}

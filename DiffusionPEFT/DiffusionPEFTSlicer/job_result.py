@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .library_path import LIBRARY_PACKAGE
+
 CANCELLED_EXIT_CODE = 130
 STDERR_LINES_KEPT = 20
+MISSING_MODULE = re.compile(r"No module named '([\w.]+)'")
+SETUP_HINT = "Open Setup and press Install dependencies… (torch comes through the PyTorch extension)."
 
 
 class JobFailed(RuntimeError):
@@ -17,6 +22,19 @@ class JobFailed(RuntimeError):
         self.message = message
         self.hint = hint
         self.kind = kind
+
+
+def missingPackageFailure(stderrLines: list[str]) -> tuple[str, str] | None:
+    """(message, hint) when the backend's Python stopped because a dependency (torch, monai, …) is not
+    installed; None for any other failure (a broken DiffusionPEFTLib itself is not a setup problem)."""
+    for line in reversed(stderrLines):
+        match = MISSING_MODULE.search(line)
+        if match:
+            package = match.group(1).split(".")[0]
+            if package == LIBRARY_PACKAGE:
+                return None
+            return f"The Python package '{package}' is not installed.", SETUP_HINT
+    return None
 
 
 @dataclass
@@ -36,6 +54,11 @@ class JobResult:
     stderrTail: list[str] = field(default_factory=list)
     nodes: list = field(default_factory=list)
     adapterPath: Path | None = None
+
+    def artifactPath(self, role: str) -> Path | None:
+        """The volume an ``artifact`` event reported in ``role`` (e.g. translation, uncertainty); None if none."""
+        paths = [self.folder / a["path"] for a in self.artifacts if a.get("role") == role]
+        return paths[-1] if paths else None
 
     @property
     def finished(self) -> bool:
@@ -71,10 +94,10 @@ class JobResult:
             self.error = {"event": "error", "kind": "cancelled", "message": "The job was cancelled.",
                           "hint": "Start it again when you are ready."}
         elif self.error is None and returnCode != 0:
-            self.error = {"event": "error", "kind": "internal",
-                          "message": f"The backend stopped with exit code {returnCode}.",
-                          "hint": "Its last output: " + " | ".join(self.stderrTail[-3:]) if self.stderrTail
-                          else "See the log for details."}
+            message, hint = missingPackageFailure(self.stderrTail) or (
+                f"The backend stopped with exit code {returnCode}.",
+                "Its last output: " + " | ".join(self.stderrTail[-3:]) if self.stderrTail else "See the log for details.")
+            self.error = {"event": "error", "kind": "internal", "message": message, "hint": hint}
 
     def raiseIfFailed(self) -> None:
         if not self.succeeded:

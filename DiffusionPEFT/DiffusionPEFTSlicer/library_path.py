@@ -22,7 +22,7 @@ def libraryRoot() -> Path:
 
 
 def sharedResourcesFolder() -> Path:
-    """``Resources/`` beside DiffusionPEFTLib: sample data, shipped models, the simulator's anatomy.
+    """``Resources/`` beside DiffusionPEFTLib: the shipped models and the simulator's anatomy.
 
     In an installed extension this is the module's own Resources folder (all resources share one tree).
     """

@@ -16,6 +16,7 @@ SHIPPED_MODELS_SUBFOLDER = "Models"
 DEFAULT_USER_MODELS_FOLDER = Path.home() / "DiffusionPEFT" / "models"
 USER_MODELS_SETTING = "DiffusionPEFT/userModelsFolder"
 MODEL_DESCRIPTION_FILE = "model.json"
+ADAPTER_DESCRIPTION_FILE = "adapter.json"
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,10 @@ class ModelEntry:
 
 def isModelPackage(path: Path) -> bool:
     return (path.is_dir() and (path / MODEL_DESCRIPTION_FILE).is_file()) or (path.is_file() and path.suffix == ".zip")
+
+
+def isAdapterPackage(path: Path) -> bool:
+    return Path(path).is_dir() and (Path(path) / ADAPTER_DESCRIPTION_FILE).is_file()
 
 
 def listModels(userFolder: Path | None) -> list[ModelEntry]:

@@ -1,21 +1,30 @@
 """The panel (PythonQt, works on Qt 5 and Qt 6 builds): binds the .ui to the parameter node and
-turns buttons into logic calls. Jobs run without blocking: a timer polls the running job. The trainable
-share of the chosen adapter is recounted in the background whenever model, method, rank or targets change."""
+turns buttons into logic calls.
+
+Nothing here waits for the backend on the GUI thread. Jobs run in a subprocess that a timer polls;
+the model card, the trainable share and the torch build are background queries, asked again a
+moment after the parameter node last changed (typing a path, spin box arrows), never for an empty
+path, and a newer query drops the answer of an older one.
+"""
 
 import pathlib
 
 import qt
 import slicer
+import vtk
 from slicer.i18n import tr as _
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
 
-from . import backend_queries, comparison, dependencies, formatting, model_catalog
+from . import backend_queries, comparison, dependencies, formatting, job_folders, model_catalog, model_tasks
+from .debounced_query import DebouncedQuery
 from .job_result import JobFailed
+from .logic import DiffusionPEFTLogic
 from .loss_curve import LossCurve
+from .parameter_node import isSet
 
 POLL_INTERVAL_MS = 100
-TRAINABLE_DELAY_MS = 400  # recount once the adapter choice has settled (spin box typing, arrow keys)
+QUERY_DELAY_MS = 400  # ask once the input has settled
 USER_ERRORS = (ValueError, RuntimeError, OSError, JobFailed)
 
 
@@ -25,7 +34,7 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
-        self.logic = None
+        self.logic = None  # setup() makes one unless it was given one (e.g. with another backend launcher)
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._lossCurve = None
@@ -33,40 +42,32 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._onJobSuccess = None
         self._idleText = ""
         self._environment = None
+        self._card = None  # the chosen model's card; None while unknown
+        self._cardKey = None
+        self._trainableKey = None
         self._pollTimer = qt.QTimer()
-        self._trainableQuery = None
-        self._trainableDelayTimer = qt.QTimer()
-        self._trainablePollTimer = qt.QTimer()
+        self._cardQuery = DebouncedQuery(self.startCardQuery, QUERY_DELAY_MS)
+        self._trainableQuery = DebouncedQuery(self.startTrainableQuery, QUERY_DELAY_MS)
+        self._environmentQuery = DebouncedQuery(self.startEnvironmentQuery, 0)
 
     def setup(self):
-        from DiffusionPEFT import DiffusionPEFTLogic
-
         ScriptedLoadableModuleWidget.setup(self)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/DiffusionPEFT.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = DiffusionPEFTLogic()
+        self.logic = self.logic or DiffusionPEFTLogic()
         self.logic.progressCallback = self.onProgress
         self.logic.logCallback = self.appendLog
         self.logic.completionCallback = self.onJobFinished
         self._pollTimer.setInterval(POLL_INTERVAL_MS)
         self._pollTimer.connect("timeout()", self.onPollJob)
-        self._trainableDelayTimer.setSingleShot(True)
-        self._trainableDelayTimer.setInterval(TRAINABLE_DELAY_MS)
-        self._trainableDelayTimer.connect("timeout()", self.startTrainableQuery)
-        self._trainablePollTimer.setInterval(POLL_INTERVAL_MS)
-        self._trainablePollTimer.connect("timeout()", self.onPollTrainableQuery)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.userModelsFolderButton.directory = str(self.userModelsFolder())
+        self._fineTuneToolTip = self.ui.fineTuneButton.toolTip
         for widget, signal, slot in (
             (self.ui.modelSelector, "activated(int)", self.onModelSelected),
-            (self.ui.modelPathLineEdit, "currentPathChanged(QString)", self.updateModelCard),
-            (self.ui.modelPathLineEdit, "currentPathChanged(QString)", self.onAdapterChoiceChanged),
-            (self.ui.adapterMethodComboBox, "currentIndexChanged(int)", self.onAdapterChoiceChanged),
-            (self.ui.adapterRankSpinBox, "valueChanged(int)", self.onAdapterChoiceChanged),
-            (self.ui.adapterTargetsComboBox, "currentIndexChanged(int)", self.onAdapterChoiceChanged),
             (self.ui.userModelsFolderButton, "directoryChanged(QString)", self.onUserModelsFolderChanged),
             (self.ui.importModelButton, "clicked(bool)", self.onImportModel),
             (self.ui.loadAdapterButton, "clicked(bool)", self.onLoadAdapter),
@@ -76,16 +77,20 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             (self.ui.compareButton, "clicked(bool)", self.onCompareButton),
             (self.ui.checkDependenciesButton, "clicked(bool)", self.onCheckDependencies),
             (self.ui.installDependenciesButton, "clicked(bool)", self.onInstallDependencies),
+            (self.ui.deleteJobFoldersButton, "clicked(bool)", self.onDeleteJobFolders),
         ):
             widget.connect(signal, slot)
         self.refreshModels()
+        self.showJobFolders()
         self.initializeParameterNode()
 
     def cleanup(self):
+        """The panel goes away: stop the queries, and ask a running job to stop (a fine-tune saves a
+        checkpoint); the backend then exits by itself."""
         self._pollTimer.stop()
-        self._trainableDelayTimer.stop()
-        self._cancelTrainableQuery()
-        self.logic.cancel(graceSeconds=0)
+        for query in (self._cardQuery, self._trainableQuery, self._environmentQuery):
+            query.cancel()
+        self.logic.cancel()
         self.removeObservers()
 
     def enter(self):
@@ -95,7 +100,8 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event):
-        self.logic.cancel(graceSeconds=0)
+        if self.logic.running:
+            self._stopForSceneClose()
         self.setParameterNode(None)
         self._lossCurve = None
 
@@ -103,16 +109,77 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self.parent.isEntered:
             self.initializeParameterNode()
 
+    def _stopForSceneClose(self):
+        """Generate and Compare stop (their volumes leave with the scene). A fine-tune stops gracefully
+        (a checkpoint in its job folder) unless the user lets it run on; its adapter then becomes the
+        new scene's adapter."""
+        folder = self.logic.activeJob.folder
+        if self._runningButton is self.ui.fineTuneButton and not slicer.util.confirmOkCancelDisplay(
+                _("A fine-tune is running (job folder {folder}).\n\nOK: stop it now; it saves a checkpoint there "
+                  "that it can resume from.\nCancel: let it run on; its adapter is kept when it finishes.").format(
+                    folder=folder), windowTitle=_("Closing the scene")):
+            return
+        self.logic.cancel()
+        self._runningButton.text = _("Cancelling…")
+
     def initializeParameterNode(self):
         self.setParameterNode(self.logic.getParameterNode())
 
     def setParameterNode(self, parameterNode):
-        if self._parameterNode and self._parameterNodeGuiTag:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+        """Bind the panel to ``parameterNode`` (None: unbind). A node without a model gets the first
+        listed model, the one the Model selector shows."""
+        if self._parameterNode is not None:
+            if self._parameterNodeGuiTag is not None:
+                self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
         self._parameterNode = parameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.onAdapterChoiceChanged()
+        self._parameterNodeGuiTag = None
+        self._cardKey = self._trainableKey = None
+        if parameterNode is None:
+            self._cardQuery.cancel()
+            self._trainableQuery.cancel()
+            return
+        if not isSet(parameterNode.modelPath) and self.ui.modelSelector.count:
+            parameterNode.modelPath = pathlib.Path(self.ui.modelSelector.itemData(0))
+        self._parameterNodeGuiTag = parameterNode.connectGui(self.ui)
+        self.addObserver(parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+        self.onParameterNodeModified()
+
+    def onParameterNodeModified(self, caller=None, event=None):
+        """Keep the Model selector on the chosen model and Generate on its task's inputs; re-ask the queries
+        whose inputs changed."""
+        p = self._parameterNode
+        self._showModelInSelector(p.modelPath)
+        self._showTaskInputs(p.generateTask)
+        model = str(p.modelPath) if isSet(p.modelPath) else ""
+        if model != self._cardKey:
+            self._cardKey = model
+            self._card = None
+            self._offerModelTasks()
+            self._askAgain(self._cardQuery, self.ui.modelCardLabel, model, formatting.CARD_PENDING_TEXT,
+                           formatting.NO_MODEL_TEXT)
+        choice = (model, p.adapterMethod, p.adapterRank, p.adapterTargets)
+        if choice != self._trainableKey:
+            self._trainableKey = choice
+            self._askAgain(self._trainableQuery, self.ui.trainableLabel, model, formatting.TRAINABLE_PENDING_TEXT, "")
+
+    @staticmethod
+    def _askAgain(query, label, model: str, pendingText: str, noModelText: str):
+        if model:
+            label.text = pendingText
+            query.request()
+        else:
+            query.cancel()
+            label.text = noModelText
+
+    @staticmethod
+    def _startQuery(start, onFailure):
+        """``start()``'s BackgroundQuery; None (and ``onFailure``) when the backend cannot be started."""
+        try:
+            return start()
+        except JobFailed as failure:
+            onFailure(failure)
+            return None
 
     # Model ---------------------------------------------------------------------------------------
 
@@ -128,6 +195,15 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelSelector.clear()
         for entry in model_catalog.listModels(self.userModelsFolder()):
             self.ui.modelSelector.addItem(f"{entry.name} ({entry.origin})", str(entry.path))
+        if self._parameterNode is not None:
+            self._showModelInSelector(self._parameterNode.modelPath)
+
+    def _showModelInSelector(self, path):
+        """Select the entry of ``path``; none when it is not a listed model (typed or browsed elsewhere)."""
+        selector = self.ui.modelSelector
+        target = pathlib.Path(path).resolve() if isSet(path) else None
+        listed = [pathlib.Path(selector.itemData(index)).resolve() for index in range(selector.count)]
+        selector.setCurrentIndex(listed.index(target) if target in listed else -1)
 
     def onModelSelected(self, index):
         self._parameterNode.modelPath = pathlib.Path(self.ui.modelSelector.itemData(index))
@@ -140,16 +216,31 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._parameterNode.modelPath = model_catalog.importModelPackage(source, self.userModelsFolder())
                 self.refreshModels()
 
-    def updateModelCard(self, path):
-        if not path:
-            self.ui.modelCardLabel.text = _("No model chosen.")
-            return
-        with slicer.util.WaitCursor():
-            try:
-                card = backend_queries.modelCard(self.logic.launcher, path)
-                self.ui.modelCardLabel.text = formatting.modelCardText(card, self._environment)
-            except USER_ERRORS as error:
-                self.ui.modelCardLabel.text = formatting.errorText(str(error))
+    def startCardQuery(self):
+        """Ask ``diffusion-peft info`` for the chosen model's card, in the background."""
+        return self._startQuery(lambda: backend_queries.modelCard(
+            self.logic.launcher, self._cardKey, self.onModelCard, self.onModelCardFailure), self.onModelCardFailure)
+
+    def onModelCard(self, card):
+        self._card = card
+        self.ui.modelCardLabel.text = formatting.modelCardText(card, self._environment)
+        self._offerModelTasks()
+
+    def onModelCardFailure(self, failure):
+        self._card = None
+        self.ui.modelCardLabel.text = formatting.errorText(failure.message, failure.hint)
+        self._offerModelTasks()
+
+    def _offerModelTasks(self):
+        """Offer the Generate tasks the chosen model runs (the task is chosen for the user when it runs one
+        only), and Fine-tune only for a model it suits; everything while the card is unknown."""
+        tasks = model_tasks.generateTasks(self._card)
+        if self._parameterNode is not None and self._parameterNode.generateTask not in tasks:
+            self._parameterNode.generateTask = tasks[0]
+        self.ui.generateTaskComboBox.enabled = len(tasks) > 1
+        fineTunable = model_tasks.fineTunable(self._card)
+        self.ui.fineTuneButton.toolTip = self._fineTuneToolTip if fineTunable else formatting.notFineTunableText(self._card)
+        self._enableJobButtons()
 
     # Adapter -------------------------------------------------------------------------------------
 
@@ -160,91 +251,101 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSaveAdapter(self):
         adapter = self._parameterNode.adapterPath
+        if not (isSet(adapter) and model_catalog.isAdapterPackage(adapter)):
+            self.ui.statusLabel.text = formatting.errorText(_("There is no adapter to save yet."),
+                                                            _("Fine-tune one first, or load one (Load adapter…)."))
+            return
         folder = qt.QFileDialog.getExistingDirectory(self.parent, _("Save the adapter into this folder"))
-        if folder and adapter:
+        if folder:
             with slicer.util.tryWithErrorDisplay(_("Could not save the adapter."), waitCursor=True):
-                self._parameterNode.adapterPath = model_catalog.copyPackage(adapter, pathlib.Path(folder))
-
-    def onAdapterChoiceChanged(self):
-        """Drop the count under way (its answer is stale) and show "…"; recount when no further change
-        came for TRAINABLE_DELAY_MS."""
-        self._cancelTrainableQuery()
-        self.ui.trainableLabel.text = formatting.TRAINABLE_PENDING_TEXT
-        self._trainableDelayTimer.start()
+                saved = model_catalog.copyPackage(adapter, pathlib.Path(folder))
+            self._parameterNode.adapterPath = saved
+            self.ui.statusLabel.text = _("Adapter saved: {path}").format(path=saved)
 
     def startTrainableQuery(self):
         """Ask the backend (``finetune --dry-run``, a few seconds) for the trainable share, in the background."""
-        from DiffusionPEFT import isSet
-
-        p = self._parameterNode
-        if p is None or not isSet(p.modelPath):
-            self.ui.trainableLabel.text = ""
-            return
-        try:
-            self._trainableQuery = backend_queries.adapterPlan(
-                self.logic.launcher, p.modelPath, p.adapterMethod, p.adapterRank, p.adapterTargets,
-                onAnswer=self.onTrainablePlan, onFailure=self.onTrainableFailure)
-        except JobFailed as failure:
-            self.onTrainableFailure(failure)
-            return
-        self._trainablePollTimer.start()
-
-    def onPollTrainableQuery(self):
-        if not self._trainableQuery.poll():
-            self._trainablePollTimer.stop()
+        model, method, rank, targets = self._trainableKey
+        return self._startQuery(lambda: backend_queries.adapterPlan(
+            self.logic.launcher, model, method, rank, targets, onAnswer=self.onTrainablePlan,
+            onFailure=self.onTrainableFailure), self.onTrainableFailure)
 
     def onTrainablePlan(self, plan):
         self.ui.trainableLabel.text = formatting.trainableText(plan["counts"])
 
     def onTrainableFailure(self, failure):
-        self.ui.trainableLabel.text = formatting.errorText(failure.message)
-
-    def _cancelTrainableQuery(self):
-        self._trainablePollTimer.stop()
-        if self._trainableQuery is not None:
-            self._trainableQuery.cancel()
-            self._trainableQuery = None
+        self.ui.trainableLabel.text = formatting.errorText(failure.message, failure.hint)
 
     # Jobs ----------------------------------------------------------------------------------------
 
     def onFineTuneButton(self):
         p = self._parameterNode
         nodes = list(self.ui.trainingVolumesSelector.checkedNodes())
-
-        def succeeded(result):
-            p.adapterPath = result.adapterPath
-
         if self._runningButton is None:
             self._showLossCurve()
         self._toggleJob(self.ui.fineTuneButton, lambda: self.logic.fineTune(
             nodes, p.modelPath, p.adapterMethod, p.adapterRank, p.adapterTargets, p.trainingSteps, p.learningRate,
-            p.batchSize, p.seed, p.device, waitForCompletion=False), succeeded)
+            p.batchSize, p.seed, p.device, waitForCompletion=False), self._onFineTuned)
+
+    def _onFineTuned(self, result):
+        """The new adapter becomes the scene's current one (also the scene opened while it ran)."""
+        self.logic.getParameterNode().adapterPath = result.adapterPath
+
+    def _showTaskInputs(self, task: str):
+        """Generate shows the inputs of ``task``: a reference and the sampler to synthesize, a source and an
+        optional target to translate; Volumes (synthesize) are Samples to average (translate)."""
+        synthesize = task == "synthesize"
+        for widget in (self.ui.referenceVolumeSelectorLabel, self.ui.referenceVolumeSelector,
+                       self.ui.samplerComboBoxLabel, self.ui.samplerComboBox):
+            widget.setVisible(synthesize)
+        for widget in (self.ui.sourceVolumeSelectorLabel, self.ui.sourceVolumeSelector,
+                       self.ui.targetVolumeSelectorLabel, self.ui.targetVolumeSelector):
+            widget.setVisible(not synthesize)
+        self.ui.sampleCountSpinBoxLabel.text = _("Volumes:") if synthesize else _("Samples:")
+        self.ui.sampleCountSpinBox.toolTip = _("How many volumes to sample.") if synthesize else _(
+            "Translations to average; 2 or more also give their per-voxel standard deviation (uncertainty map).")
 
     def onGenerateButton(self):
         p = self._parameterNode
-
-        def succeeded(result):
-            p.outputVolume = p.compareOutputVolume = result.nodes[0]
-            p.compareReferenceVolume = p.referenceVolume
-            slicer.util.setSliceViewerLayers(background=result.nodes[0], fit=True)
-
+        if p.generateTask == "translate":
+            source, target = p.sourceVolume, p.targetVolume
+            self._toggleJob(self.ui.generateButton, lambda: self.logic.translate(
+                p.modelPath, source, p.adapterPath, p.sampleCount, p.samplingSteps, p.seed, p.device,
+                waitForCompletion=False), lambda result: self._onTranslated(result, source, target))
+            return
         self._toggleJob(self.ui.generateButton, lambda: self.logic.synthesize(
             p.modelPath, p.referenceVolume, p.adapterPath, p.sampleCount, p.samplingSteps, p.sampler, p.seed,
-            p.device, waitForCompletion=False), succeeded)
+            p.device, waitForCompletion=False), self._onGenerated)
+
+    def _onGenerated(self, result):
+        p = self.logic.getParameterNode()
+        p.outputVolume = p.compareOutputVolume = result.nodes[0]
+        p.compareReferenceVolume = p.referenceVolume
+        slicer.util.setSliceViewerLayers(background=result.nodes[0], fit=True)
+
+    def _onTranslated(self, result, source, target):
+        """The translation beside its source in linked views, its uncertainty map (if any) over it; Compare
+        is set to score it against the target, when the user chose one."""
+        p = self.logic.getParameterNode()
+        translated, *uncertainty = result.nodes
+        p.outputVolume = p.compareOutputVolume = translated
+        if target is not None:
+            p.compareReferenceVolume = target
+        comparison.showSideBySide(source, translated, *uncertainty)
 
     def onCompareButton(self):
         p = self._parameterNode
-
-        def succeeded(result):
-            difference, table = result.nodes
-            self.ui.metricsTableView.setMRMLTableNode(table)
-            comparison.showSideBySide(p.compareReferenceVolume, p.compareOutputVolume, difference)
-
         self._toggleJob(self.ui.compareButton, lambda: self.logic.compare(
-            p.compareReferenceVolume, p.compareOutputVolume, waitForCompletion=False), succeeded)
+            p.compareReferenceVolume, p.compareOutputVolume, waitForCompletion=False), self._onCompared)
+
+    def _onCompared(self, result):
+        p = self.logic.getParameterNode()
+        difference, table = result.nodes
+        self.ui.metricsTableView.setMRMLTableNode(table)
+        comparison.showSideBySide(p.compareReferenceVolume, p.compareOutputVolume, difference)
 
     def _toggleJob(self, button, start, succeeded):
-        """Start a job from ``button`` (which becomes Cancel), or cancel the job it started."""
+        """Start a job from ``button`` (which becomes Cancel), or cancel the job it started (gracefully:
+        stop file first, a fine-tune saves a checkpoint)."""
         if self._runningButton is button:
             self.logic.cancel()
             button.text = _("Cancelling…")
@@ -258,9 +359,16 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._runningButton, self._onJobSuccess = button, succeeded
         self._idleText = button.text
         button.text = _("Cancel")
-        for other in (self.ui.fineTuneButton, self.ui.generateButton, self.ui.compareButton):
-            other.enabled = other is button
+        self._enableJobButtons()
         self._pollTimer.start()
+
+    def _enableJobButtons(self):
+        """While a job runs only its button (Cancel) is enabled; Fine-tune only for a model it suits."""
+        for button in (self.ui.fineTuneButton, self.ui.generateButton, self.ui.compareButton):
+            if self._runningButton is not None:
+                button.enabled = button is self._runningButton
+            else:
+                button.enabled = button is not self.ui.fineTuneButton or model_tasks.fineTunable(self._card)
 
     def onPollJob(self):
         if not self.logic.activeJob.poll():
@@ -277,14 +385,14 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         button, succeeded = self._runningButton, self._onJobSuccess
         self._runningButton = self._onJobSuccess = None
         button.text = self._idleText
-        for other in (self.ui.fineTuneButton, self.ui.generateButton, self.ui.compareButton):
-            other.enabled = True
+        self._enableJobButtons()
         if result.succeeded:
             succeeded(result)
             self.ui.statusLabel.text = _("Done. Job folder: {folder}").format(folder=result.folder)
         else:
             error = result.error or {}
             self.ui.statusLabel.text = formatting.errorText(error.get("message", ""), error.get("hint", ""))
+        self.showJobFolders()
 
     def _showLossCurve(self):
         """Create the loss table, chart and plot view once per scene; start an empty curve."""
@@ -295,23 +403,56 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.lossPlotWidget.setMRMLPlotViewNode(viewNode)
         self._lossCurve.reset()
 
-    # Setup and log -------------------------------------------------------------------------------
+    # Setup, job folders and log ------------------------------------------------------------------
 
     def onCheckDependencies(self):
         missing = dependencies.missingDistributions()
         if missing:
-            self.ui.environmentLabel.text = _("Missing: {packages}").format(packages=", ".join(missing))
+            self.ui.environmentLabel.text = _("Missing: {packages}. Press Install dependencies…").format(
+                packages=", ".join(missing))
             return
-        with slicer.util.tryWithErrorDisplay(_("The backend's Python does not start."), waitCursor=True):
-            self._environment = backend_queries.environmentReport(self.logic.launcher)
-            self.ui.environmentLabel.text = _("All packages present. torch {torch}, CUDA {cuda}, GPU: {gpu}").format(
-                torch=self._environment["torch"], cuda=self._environment["cuda"] or "none",
-                gpu=self._environment["gpu"] or "none (CPU)")
+        self.ui.environmentLabel.text = _("All packages present. Asking the backend's Python for its device…")
+        self._environmentQuery.request()
+
+    def startEnvironmentQuery(self):
+        return self._startQuery(lambda: backend_queries.environmentReport(
+            self.logic.launcher, self.onEnvironment, self.onEnvironmentFailure), self.onEnvironmentFailure)
+
+    def onEnvironment(self, environment):
+        self._environment = environment
+        self.ui.environmentLabel.text = _("All packages present. torch {torch}, CUDA {cuda}, GPU: {gpu}").format(
+            torch=environment["torch"], cuda=environment["cuda"] or "none", gpu=environment["gpu"] or "none (CPU)")
+        if self._card is not None:
+            self.onModelCard(self._card)
+
+    def onEnvironmentFailure(self, failure):
+        self.ui.environmentLabel.text = formatting.errorText(failure.message, failure.hint)
 
     def onInstallDependencies(self):
         with slicer.util.tryWithErrorDisplay(_("Installing the dependencies failed."), waitCursor=True):
             dependencies.installDependencies()
         self.onCheckDependencies()
+
+    def _keptJobPaths(self) -> list[pathlib.Path]:
+        """The current adapter: its job folder is never deleted."""
+        adapter = self._parameterNode.adapterPath if self._parameterNode is not None else None
+        return [pathlib.Path(adapter)] if isSet(adapter) else []
+
+    def showJobFolders(self):
+        folders = job_folders.jobFolders(self.logic.jobsFolder)
+        self.ui.jobFoldersLabel.text = _(
+            "Job folders: {count} ({size}) in {folder}. Each holds NIfTI copies of the scans its job used.").format(
+            count=len(folders), size=formatting.sizeText(job_folders.folderBytes(folders)), folder=self.logic.jobsFolder)
+
+    def onDeleteJobFolders(self):
+        folders = self.logic.deletableJobFolders(self._keptJobPaths())
+        if folders and slicer.util.confirmOkCancelDisplay(
+                _("Delete {count} job folders ({size}) in {folder}?\n\nThey hold NIfTI copies of the scans each job "
+                  "used, its log and outputs. The running job and the job that made the current adapter are kept.").format(
+                    count=len(folders), size=formatting.sizeText(job_folders.folderBytes(folders)),
+                    folder=self.logic.jobsFolder), windowTitle=_("Delete job folders")):
+            self.logic.deleteJobFolders(self._keptJobPaths())
+        self.showJobFolders()
 
     def appendLog(self, text):
         self.ui.logTextEdit.appendPlainText(text)

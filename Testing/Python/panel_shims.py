@@ -1,24 +1,31 @@
-"""PySide6 look-alikes of the CTK/MRML widgets in DiffusionPEFT.ui, so QUiLoader builds a panel that
-looks like Slicer's (collapsible sections, path fields, node selectors, a plot, a table).
+"""PySide6 look-alikes of the CTK/MRML widgets in DiffusionPEFT.ui: they draw like Slicer's (for the
+panel picture) and have the signals, properties and MRML methods the Widget uses, PythonQt style.
 
-They only draw; behaviour is tested elsewhere. Class names equal the .ui's custom-widget names.
+Class names equal the .ui's custom-widget names. Node selectors hold a current node (a test sets it
+as a user would pick it); a table view shows its table node's cells.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import Property, QPointF, Qt
+from PySide6.QtCore import Property, QPointF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QPainter, QPen, QPolygonF
-from PySide6.QtWidgets import (
-    QComboBox, QFrame, QHBoxLayout, QLineEdit, QPushButton, QTableWidget, QToolButton, QWidget,
-)
+from PySide6.QtWidgets import QComboBox, QFrame, QHBoxLayout, QLineEdit, QPushButton, QTableWidget, QTableWidgetItem, QToolButton, QWidget
+from pythonqt_standins import pythonQtStyle
 
 HEADER_HEIGHT = 24
 
 
+@pythonQtStyle
 class qMRMLWidget(QWidget):
-    """The panel's top widget."""
+    """The panel's top widget: ``setMRMLScene`` hands the scene to every MRML widget inside it."""
+
+    def setMRMLScene(self, scene) -> None:
+        for child in self.findChildren(QWidget):
+            if child is not self and hasattr(child, "setMRMLScene"):
+                child.setMRMLScene(scene)
 
 
+@pythonQtStyle
 class ctkCollapsibleButton(QFrame):
     """A section: a header bar with a triangle and the title, the content below (cut off when collapsed)."""
 
@@ -58,8 +65,12 @@ class ctkCollapsibleButton(QFrame):
         painter.drawText(8, 0, self.width() - 16, HEADER_HEIGHT - 2, Qt.AlignVCenter, f"{arrow}  {self._text}")
 
 
+@pythonQtStyle
 class ctkPathLineEdit(QWidget):
-    """A path field with a browse button."""
+    """A path field with a browse button; like CTK's it emits ``currentPathChanged`` on every edit,
+    each keystroke included."""
+
+    currentPathChanged = Signal(str)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -70,6 +81,7 @@ class ctkPathLineEdit(QWidget):
         browse.setText("\u2026")
         layout.addWidget(self.lineEdit)
         layout.addWidget(browse)
+        self.lineEdit.textChanged.connect(self.currentPathChanged)
 
     def getCurrentPath(self) -> str:
         return self.lineEdit.text()
@@ -80,26 +92,66 @@ class ctkPathLineEdit(QWidget):
     currentPath = Property(str, getCurrentPath, setCurrentPath)
 
 
+@pythonQtStyle
 class ctkDirectoryButton(QPushButton):
-    """A button that shows a folder."""
+    """A button that shows a folder and emits ``directoryChanged`` when it changes."""
+
+    directoryChanged = Signal(str)
 
     def getDirectory(self) -> str:
-        return self.text()
+        return QPushButton.text(self)
 
     def setDirectory(self, directory: str) -> None:
-        self.setText(directory)
+        if directory != self.getDirectory():
+            self.setText(directory)
+            self.directoryChanged.emit(directory)
 
     directory = Property(str, getDirectory, setDirectory)
 
 
+@pythonQtStyle
 class qMRMLNodeComboBox(QComboBox):
-    """A node selector (the panel picture fills in node names)."""
+    """A node selector: ``currentNode``/``setCurrentNode`` (emits ``currentNodeChanged``), shown by name."""
+
+    currentNodeChanged = Signal(object)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.mrmlScene = None
+        self._node = None
+
+    def setMRMLScene(self, scene) -> None:
+        self.mrmlScene = scene
+        self.setCurrentNode(None)
+
+    def currentNode(self):
+        return self._node
+
+    def setCurrentNode(self, node) -> None:
+        changed = node is not self._node
+        self._node = node
+        self.clear()
+        self.addItem(node.GetName() if node is not None else "None")
+        if changed:
+            self.currentNodeChanged.emit(node)
 
 
+@pythonQtStyle
 class qMRMLCheckableNodeComboBox(qMRMLNodeComboBox):
-    """A node selector with check boxes."""
+    """A node selector with check boxes: ``setCheckState(node, state)``, ``checkedNodes()``."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._checked = []
+
+    def setCheckState(self, node, state) -> None:
+        self._checked = [n for n in self._checked if n is not node] + ([node] if state == Qt.Checked else [])
+
+    def checkedNodes(self) -> list:
+        return list(self._checked)
 
 
+@pythonQtStyle
 class qMRMLPlotWidget(QWidget):
     """A line chart of ``points`` [(x, y), …] with axes, like a plot view of a loss curve."""
 
@@ -107,6 +159,13 @@ class qMRMLPlotWidget(QWidget):
         super().__init__(parent)
         self.points: list[tuple[float, float]] = []
         self.title = "Fine-tuning loss"
+        self.plotViewNode = None
+
+    def setMRMLScene(self, scene) -> None:
+        self.plotViewNode = None
+
+    def setMRMLPlotViewNode(self, node) -> None:
+        self.plotViewNode = node
 
     def paintEvent(self, event):
         painter = QPainter(self)
@@ -128,8 +187,24 @@ class qMRMLPlotWidget(QWidget):
         painter.drawPolyline(polygon)
 
 
+@pythonQtStyle
 class qMRMLTableView(QTableWidget):
-    """A table view (the panel picture fills in the metrics)."""
+    """A table view; ``setMRMLTableNode`` shows the node's cells (the panel picture fills in its own)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.tableNode = None
+
+    def setMRMLScene(self, scene) -> None:
+        self.tableNode = None
+
+    def setMRMLTableNode(self, node) -> None:
+        self.tableNode = node
+        self.setRowCount(node.GetNumberOfRows())
+        self.setColumnCount(node.GetNumberOfColumns())
+        for row in range(node.GetNumberOfRows()):
+            for column in range(node.GetNumberOfColumns()):
+                self.setItem(row, column, QTableWidgetItem(node.GetCellText(row, column)))
 
 
 SHIMS = [qMRMLWidget, ctkCollapsibleButton, ctkPathLineEdit, ctkDirectoryButton, qMRMLNodeComboBox,

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import sys
 import time
+import types
 import zipfile
+from pathlib import Path
 
 import pytest
 import slicer_standins
 
 slicer_standins.install()
 
+import slicer  # noqa: E402
 from DiffusionPEFTSlicer import backend_queries, dependencies, formatting, model_catalog  # noqa: E402
+from DiffusionPEFTSlicer.job_result import JobResult  # noqa: E402
 from DiffusionPEFTSlicer.launcher import BackendLauncher, backendEnvironment  # noqa: E402
 from DiffusionPEFTSlicer.loss_curve import LossCurve  # noqa: E402
 
@@ -33,6 +37,8 @@ def test_panel_texts():
     assert formatting.progressText(event) == "%p% — finetune 120/400 — loss 0.03123 — 1 min 25 s left"
     assert formatting.durationText(3725) == "1 h 2 min"
     assert formatting.parameterCountText(166_700_000) == "166.7 M"
+    assert formatting.parameterCountText(512) == "512"
+    assert (formatting.sizeText(12_345_678), formatting.sizeText(2_500), formatting.sizeText(7)) == ("12.3 MB", "2.5 kB", "7 B")
     assert formatting.errorText("a < b", "try c") == "<b>a &lt; b</b><br>try c"
 
 
@@ -62,20 +68,25 @@ def test_model_catalog_lists_packages_and_imports_without_overwriting(tmp_path):
         model_catalog.importModelPackage(users / "not-a-model", users)
 
 
-def test_model_card_comes_from_the_backend(tiny_model_dir):
-    launcher = BackendLauncher([sys.executable], backendEnvironment())
-    card = backend_queries.modelCard(launcher, tiny_model_dir)
-    assert card["grid"]["shape"] == [16, 16, 16] and card["parameters"] > 0
-    text = formatting.modelCardText(card, {"cudaAvailable": False, "torch": "2.x", "cuda": None})
-    assert "16×16×16" in text and "device: cpu" in text
-
-
 def pollUntilDone(query: backend_queries.BackgroundQuery, answers: list, timeout: float = 60) -> None:
     """Poll ``query`` like the panel's timer does until it ends (or ``timeout`` passes)."""
     deadline = time.monotonic() + timeout
     while query.poll() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not query.poll() and len(answers) <= 1
+
+
+def test_model_card_comes_from_the_backend_in_the_background(tiny_model_dir):
+    answers = []
+    launcher = BackendLauncher([sys.executable], backendEnvironment())
+    started = time.monotonic()
+    query = backend_queries.modelCard(launcher, tiny_model_dir, onAnswer=answers.append, onFailure=answers.append)
+    assert time.monotonic() - started < 1.0 and answers == []  # started, not waited for
+    pollUntilDone(query, answers)
+    (card,) = answers
+    assert card["grid"]["shape"] == [16, 16, 16] and card["parameters"] > 0
+    text = formatting.modelCardText(card, {"cudaAvailable": False, "torch": "2.x", "cuda": None})
+    assert "16×16×16" in text and "device: cpu" in text
 
 
 def test_adapter_plan_counts_come_from_the_backend_dry_run(tiny_model_dir):
@@ -123,7 +134,105 @@ def test_a_superseded_query_is_killed_and_delivers_nothing_and_a_stuck_one_times
     assert "did not answer within 0.3 s" in answers[0].message
 
 
-def test_missing_distributions_are_found_without_importing_them(tmp_path):
+def test_a_python_without_a_dependency_is_a_setup_problem_not_a_traceback(tmp_path):
+    traceback = ["Traceback (most recent call last):", '  File "x.py", line 1', "ModuleNotFoundError: No module named 'torch'"]
+    with pytest.raises(backend_queries.JobFailed) as failure:
+        backend_queries.answerOf(1, "", traceback)
+    assert failure.value.message == "The Python package 'torch' is not installed." and "Setup" in failure.value.hint
+    result = JobResult(tmp_path)
+    for line in [*traceback[:2], "ModuleNotFoundError: No module named 'monai.networks'"]:
+        result.addStderr(line)
+    result.finish(1, killed=False)
+    assert result.error["message"] == "The Python package 'monai' is not installed." and "Setup" in result.error["hint"]
+    broken = JobResult(tmp_path)  # a broken backend is not something Install dependencies fixes
+    broken.addStderr("ModuleNotFoundError: No module named 'DiffusionPEFTLib.plan'")
+    broken.finish(1, killed=False)
+    assert "exit code 1" in broken.error["message"] and "DiffusionPEFTLib.plan" in broken.error["hint"]
+
+
+def test_missing_distributions_are_found_without_importing_them(tmp_path, monkeypatch):
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("# comment\nnibabel>=5.0\nno-such-distribution-xyz>=1 ; python_version>'3'\n")
     assert dependencies.missingDistributions(requirements) == ["no-such-distribution-xyz>=1 ; python_version>'3'"]
+    installed = dependencies.installedVersion
+    monkeypatch.setattr(dependencies, "installedVersion", lambda name: "2.4.1+cu121" if name == "torch" else installed(name))
+    assert dependencies.missingDistributions(requirements)[-1] == "torch>=2.8 (installed: 2.4.1+cu121)"
+    assert dependencies.releaseOf("2.13.0+cpu") == (2, 13, 0) > dependencies.releaseOf("2.8") > (2, 4, 1)
+
+
+class PyTorchUtilsLogic:
+    """PyTorchUtils' logic: records installTorch calls; ``accept`` False = the user declines (it returns None)."""
+
+    calls: list = []
+    accept = True
+
+    def installTorch(self, askConfirmation, torchVersionRequirement):
+        self.calls.append((askConfirmation, torchVersionRequirement))
+        return types.ModuleType("torch") if self.accept else None
+
+
+class SlicerPackaging:
+    """``slicer.packaging`` of Slicer 5.12: records what pip_ensure was asked to install, and with which constraints."""
+
+    def __init__(self):
+        self.ensured = []
+
+    def load_requirements(self, path):
+        return dependencies.requirements(Path(path))
+
+    def pip_ensure(self, requirements, constraints=None, requester=None):
+        self.ensured.append((requirements, Path(constraints).read_text(), requester))
+
+
+@pytest.fixture
+def pyTorchUtils(monkeypatch):
+    """The PyTorch extension's module, with torch at ``version`` (None: not installed) as its metadata says."""
+    state = types.SimpleNamespace(version="2.8.0+cu128")
+    PyTorchUtilsLogic.calls, PyTorchUtilsLogic.accept = [], True
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", types.ModuleType("PyTorchUtils"))
+    sys.modules["PyTorchUtils"].PyTorchUtilsLogic = PyTorchUtilsLogic
+    installed = dependencies.installedVersion
+    monkeypatch.setattr(dependencies, "installedVersion",
+                        lambda name: state.version if name == "torch" else installed(name))
+    return state
+
+
+def test_torch_comes_through_pytorchutils_and_a_declined_install_stops_everything(pyTorchUtils, monkeypatch):
+    packaging = SlicerPackaging()
+    monkeypatch.setitem(sys.modules, "slicer.packaging", packaging)
+    pyTorchUtils.version, PyTorchUtilsLogic.accept = None, False
+    with pytest.raises(RuntimeError, match="PyTorch was not installed"):
+        dependencies.installDependencies()
+    assert PyTorchUtilsLogic.calls == [(True, ">=2.8")] and packaging.ensured == []
+
+
+def test_an_old_torch_is_refused_before_pip_runs(pyTorchUtils, monkeypatch):
+    packaging = SlicerPackaging()
+    monkeypatch.setitem(sys.modules, "slicer.packaging", packaging)
+    pyTorchUtils.version = "2.4.1+cu121"
+    with pytest.raises(RuntimeError, match=r"2.4.1\+cu121 is too old.*>=2.8"):
+        dependencies.installDependencies()
+    assert PyTorchUtilsLogic.calls == [] and packaging.ensured == []
+
+
+def test_slicer_5_12_ensures_the_rest_with_torch_pinned(pyTorchUtils, monkeypatch):
+    packaging = SlicerPackaging()
+    monkeypatch.setitem(sys.modules, "slicer.packaging", packaging)
+    dependencies.installDependencies()
+    ((requirements, constraints, requester),) = packaging.ensured
+    assert requirements == dependencies.requirements() and requester == "DiffusionPEFT"
+    assert constraints == "torch==2.8.0+cu128\n" and PyTorchUtilsLogic.calls == []
+
+
+def test_slicer_5_10_asks_then_pip_installs_the_missing_rest_with_torch_pinned(pyTorchUtils, monkeypatch):
+    monkeypatch.setitem(sys.modules, "slicer.packaging", None)  # not in 5.10: importing it fails
+    monkeypatch.setattr(dependencies, "missingRequirements", lambda: ["nibabel>=5.0"])
+    installs, dialogs = [], slicer_standins.Dialogs([False, True]).install(monkeypatch)
+    monkeypatch.setattr(slicer.util, "pip_install", installs.append, raising=False)
+    with pytest.raises(RuntimeError, match="declined"):
+        dependencies.installDependencies()
+    assert installs == []
+    dependencies.installDependencies()
+    ((nibabel, flag, constraints),) = installs
+    assert (nibabel, flag) == ("nibabel>=5.0", "--constraint") and Path(constraints).read_text() == "torch==2.8.0+cu128\n"
+    assert len(dialogs.confirmations) == 2 and "nibabel>=5.0" in dialogs.confirmations[0]

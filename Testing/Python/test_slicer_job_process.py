@@ -1,9 +1,12 @@
-"""The job process plumbing without the backend: line delivery, exit reporting, killing a process tree."""
+"""The job process plumbing without the backend: line delivery, exit reporting, killing a process tree,
+no console windows on Windows."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import subprocess
 import sys
 import textwrap
 import time
@@ -13,6 +16,7 @@ import slicer_standins
 
 slicer_standins.install()
 
+from DiffusionPEFTSlicer import job_process  # noqa: E402
 from DiffusionPEFTSlicer.job_process import STDERR, STDOUT, JobProcess  # noqa: E402
 from DiffusionPEFTSlicer.job_result import JobFailed, JobResult  # noqa: E402
 
@@ -92,3 +96,33 @@ def test_events_are_folded_into_the_result(tmp_path):
     result.finish(0, killed=False)
     assert result.succeeded and result.metrics == {"psnr": 31.5} and len(result.artifacts) == 1
     assert result.outputs == [tmp_path / "outputs" / "a.nii", tmp_path / "b.nii"]
+
+
+def test_on_windows_neither_the_process_nor_its_kill_opens_a_console_window(tmp_path, monkeypatch):
+    """Slicer is a GUI program: without CREATE_NO_WINDOW every backend start (and taskkill) flashes a console."""
+    for name, flag in (("CREATE_NO_WINDOW", 0x08000000), ("CREATE_NEW_PROCESS_GROUP", 0x00000200)):
+        monkeypatch.setattr(subprocess, name, flag, raising=False)
+    monkeypatch.setattr(job_process, "WINDOWS", True)
+    starts = []
+
+    class WindowsPopen:
+        """Records how the process was started; it prints nothing and never exits by itself."""
+
+        pid, returncode = 4321, None
+
+        def __init__(self, argv, **options):
+            starts.append(options)
+            self.stdout, self.stderr = io.StringIO(), io.StringIO()
+
+        def poll(self):
+            return None
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", WindowsPopen)
+    monkeypatch.setattr(subprocess, "run", lambda argv, **options: starts.append(options))
+    process = JobProcess(["backend"], tmp_path, None, None, onLine=lambda *a: None, onExit=lambda *a: None)
+    process.start()
+    process.kill()
+    assert len(starts) == 2 and all(options["creationflags"] & subprocess.CREATE_NO_WINDOW for options in starts)

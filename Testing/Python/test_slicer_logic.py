@@ -1,7 +1,7 @@
 """DiffusionPEFTLogic on a real MRML scene (slicer-core) with the real backend in a subprocess.
 
-Volumes are oblique and anisotropic; outputs must land in NEW nodes on the reference's exact grid,
-inputs must stay untouched, and a cancelled job must leave neither nodes nor final files behind.
+Volumes are oblique and anisotropic; outputs must land in NEW nodes on the reference's (or source's)
+exact grid, inputs must stay untouched, and a cancelled job must leave neither nodes nor final files behind.
 """
 
 from __future__ import annotations
@@ -18,10 +18,13 @@ import slicer_standins
 slicer_standins.install()
 
 import slicer  # noqa: E402
+from conftest import run_cli, smooth_volume  # noqa: E402
 from DiffusionPEFTLib.adapters import get_method  # noqa: E402
 from DiffusionPEFTLib.commands import COMMAND_MODULES  # noqa: E402
+from DiffusionPEFTLib.commands.info import model_card  # noqa: E402
+from DiffusionPEFTLib.volumes import Volume, write_volume  # noqa: E402
 from DiffusionPEFT import DiffusionPEFTLogic, registerSampleData  # noqa: E402
-from DiffusionPEFTSlicer import sample_data  # noqa: E402
+from DiffusionPEFTSlicer import comparison, formatting, model_tasks, sample_data  # noqa: E402
 from DiffusionPEFTSlicer.job_result import JobFailed  # noqa: E402
 from DiffusionPEFTSlicer.launcher import BackendLauncher, backendEnvironment  # noqa: E402
 from DiffusionPEFTSlicer.volume_exchange import ijkToRas, loadVolumeNode, writeVolumeNode  # noqa: E402
@@ -37,6 +40,9 @@ def obliqueIjkToRas(spacing=(1.15, 0.9, 2.0), angles=(0.4, -0.3), origin=(12.5, 
 
 
 OBLIQUE_IJK_TO_RAS = obliqueIjkToRas()
+TINY_TRANSLATION = ["--shape", "16", "20", "16", "--spacing", "12", "--channels", "8", "16", "16", "--norm-groups", "8",
+                    "--head-channels", "8", "--timesteps", "100", "--steps", "2", "--source-name", "t1",
+                    "--target-name", "flair"]
 
 
 def blobVolume(shape_kji=(14, 22, 18), seed=0) -> np.ndarray:
@@ -44,6 +50,21 @@ def blobVolume(shape_kji=(14, 22, 18), seed=0) -> np.ndarray:
     grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in shape_kji], indexing="ij"))
     centre = np.random.default_rng(seed).uniform(-0.3, 0.3, size=(3, 1, 1, 1))
     return (100 * np.exp(-4 * ((grid - centre) ** 2).sum(axis=0))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def tiny_translation_model(tmp_path_factory):
+    """A t1 → flair translation model trained for 2 steps on two (source, inverted source) pairs."""
+    folder = tmp_path_factory.mktemp("translation")
+    rows = ["source,target"]
+    for index in range(2):
+        source = smooth_volume(seed=10 + index)
+        target = Volume(100 - source.data, source.affine)
+        rows.append(f"{write_volume(source, folder / f't1_{index}.nii.gz')},{write_volume(target, folder / f'flair_{index}.nii.gz')}")
+    (folder / "pairs.csv").write_text("\n".join(rows) + "\n")
+    code, events = run_cli("translate-train", folder / "pairs.csv", *TINY_TRANSLATION, "--out", folder / "t1-to-flair")
+    assert code == 0, events.events
+    return folder / "t1-to-flair"
 
 
 @pytest.fixture
@@ -86,6 +107,23 @@ def volumeNodes(scene):
             for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
 
 
+def assertOnGridBeside(nodes, inputNode, study):
+    """Each node is a new, non-constant volume on ``inputNode``'s exact grid, under the study of ``study``."""
+    hierarchy, studyItem, inputs = study
+    for node in nodes:
+        assert node not in inputs and np.ptp(slicer.util.arrayFromVolume(node)) > 0
+        assert node.GetImageData().GetDimensions() == inputNode.GetImageData().GetDimensions()
+        np.testing.assert_array_equal(ijkToRas(node), ijkToRas(inputNode))
+        assert hierarchy.GetItemParent(hierarchy.GetItemByDataNode(node)) == studyItem
+
+
+def recordProgress(logic) -> list[dict]:
+    """The progress events of the logic's next jobs, as they come."""
+    events = []
+    logic.progressCallback = events.append
+    return events
+
+
 def test_written_input_is_the_backend_contract_and_loads_back_exactly(scene, study, tmp_path):
     hierarchy, studyItem, (source, _) = study
     before = snapshot([source])
@@ -112,20 +150,15 @@ def test_parameter_node_is_a_singleton_with_typed_defaults(scene, logic, study):
 
 
 def test_synthesize_like_reference_adds_new_nodes_on_the_reference_grid(scene, study, logic, tiny_model_dir):
-    hierarchy, studyItem, inputs = study
+    inputs = study[2]
     reference = inputs[0]
     before, nodesBefore = snapshot(inputs), volumeNodes(scene)
-    progress = []
-    logic.progressCallback = progress.append
+    progress = recordProgress(logic)
     job = logic.synthesize(tiny_model_dir, reference, count=2, steps=3, seed=3)
     outputs = job.result.nodes
     assert len(outputs) == 2 and len(volumeNodes(scene)) == len(nodesBefore) + 2
-    for node in outputs:
-        assert node not in nodesBefore and node.GetName().startswith("t1_0 synthesized")
-        assert node.GetImageData().GetDimensions() == reference.GetImageData().GetDimensions()
-        np.testing.assert_array_equal(ijkToRas(node), ijkToRas(reference))
-        assert np.ptp(slicer.util.arrayFromVolume(node)) > 0
-        assert hierarchy.GetItemParent(hierarchy.GetItemByDataNode(node)) == studyItem
+    assert all(node.GetName().startswith("t1_0 synthesized") for node in outputs)
+    assertOnGridBeside(outputs, reference, study)
     assertUnchanged(inputs, before)
     assert progress and progress[-1]["step"] == progress[-1]["total"]
     assert (job.folder / "job.json").is_file() and (job.folder / "inputs" / "reference.nii").is_file()
@@ -155,6 +188,52 @@ def test_a_selection_method_finetunes_without_rank_and_targets(scene, study, log
     assert manifest["provenance"]["lr"] == pytest.approx(get_method("norm-bias").lr)  # learningRate 0: its default
 
 
+def test_translate_adds_the_translation_and_its_std_beside_the_source_on_its_grid(scene, study, logic,
+                                                                                 tiny_translation_model):
+    inputs = study[2]
+    source = inputs[0]
+    before, nodesBefore = snapshot(inputs), volumeNodes(scene)
+    progress = recordProgress(logic)
+    job = logic.translate(tiny_translation_model, source, samples=3, steps=2, seed=4)
+    translated, uncertainty = job.result.nodes
+    assert len(volumeNodes(scene)) == len(nodesBefore) + 2
+    assert (translated.GetName(), uncertainty.GetName()) == ("t1_0 translated", "t1_0 translated std")
+    assertOnGridBeside([translated, uncertainty], source, study)
+    assert slicer.util.arrayFromVolume(uncertainty).min() >= 0  # a std; not constant: the 3 draws differ
+    assert uncertainty.GetDisplayNode().GetColorNodeID() == comparison.UNCERTAINTY_COLORS
+    assertUnchanged(inputs, before)
+    assert {event["stage"] for event in progress} == {"translate"} and progress[-1]["step"] == progress[-1]["total"]
+    spec = json.loads((job.folder / "job.json").read_text())
+    assert spec["command"] == "translate" and spec["options"] == {"device": "auto", "seed": 4}
+    assert spec["args"] == {"model": str(tiny_translation_model), "samples": 3, "steps": 2,
+                            "out": "outputs/translated.nii", "source": "inputs/source.nii"}
+    single = logic.translate(tiny_translation_model, source, samples=1, steps=1)
+    assert [node.GetName() for node in single.result.nodes] == ["t1_0 translated_1"]
+    assert sorted(p.name for p in (single.folder / "outputs").iterdir()) == ["translated.nii"]
+
+
+def test_the_card_of_each_kind_of_model_sets_the_panels_tasks(tiny_model_dir, tiny_translation_model):
+    """The keys the panel reads from the real backend's card (``info --json``)."""
+    translator, synthesizer = model_card(tiny_translation_model), model_card(tiny_model_dir)
+    assert model_tasks.generateTasks(translator) == ["translate"] and not model_tasks.fineTunable(translator)
+    assert "translates t1 → flair" in formatting.modelCardText(translator, None)
+    assert model_tasks.generateTasks(synthesizer) == ["synthesize"] and model_tasks.fineTunable(synthesizer)
+    assert "translates" not in formatting.modelCardText(synthesizer, None)
+
+
+def test_a_model_of_the_other_task_fails_with_the_backends_message(scene, study, logic, tiny_model_dir,
+                                                                  tiny_translation_model):
+    nodesBefore = volumeNodes(scene)
+    with pytest.raises(JobFailed) as synthesizing:
+        logic.synthesize(tiny_translation_model, study[2][0], steps=1)
+    assert synthesizing.value.kind == "model" and "diffusion-peft translate" in synthesizing.value.hint
+    assert synthesizing.value.message == "t1-to-flair is a translation model, not a synthesis model."
+    with pytest.raises(JobFailed) as translating:
+        logic.translate(tiny_model_dir, study[2][0], steps=1)
+    assert translating.value.kind == "model" and "not a translation model" in translating.value.message
+    assert volumeNodes(scene) == nodesBefore
+
+
 def test_compare_adds_a_difference_volume_and_a_metrics_table(scene, study, logic):
     reference, other = study[2]
     before = snapshot([reference, other])
@@ -171,8 +250,7 @@ def test_compare_adds_a_difference_volume_and_a_metrics_table(scene, study, logi
 def test_cancel_mid_job_leaves_scene_and_files_consistent(scene, study, logic, tiny_model_dir, graceSeconds):
     reference = study[2][0]
     before, nodesBefore = snapshot(study[2]), volumeNodes(scene)
-    events, finished = [], []
-    logic.progressCallback = events.append
+    events, finished = recordProgress(logic), []
     logic.completionCallback = finished.append
     job = logic.synthesize(tiny_model_dir, reference, steps=1000, sampler="ddpm", waitForCompletion=False)
     while job.poll() and not any(e["step"] > 0 for e in events):
@@ -204,13 +282,29 @@ def test_bad_selections_fail_before_any_job_starts(scene, logic, tiny_model_dir)
         logic.synthesize("")
     with pytest.raises(ValueError, match="reference and an output"):
         logic.compare(None, None)
+    with pytest.raises(ValueError, match="source volume"):
+        logic.translate(tiny_model_dir, None)
     assert not logic.jobsFolder.exists() or not any(logic.jobsFolder.iterdir())
 
 
-def test_sample_data_registers_every_shipped_volume():
+def test_a_job_that_cannot_be_prepared_leaves_no_folder_behind(scene, study, logic, tmp_path):
+    """Its inputs were already written (NIfTI copies of scans): they must not stay where cleanup cannot see them."""
+    empty = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "empty")
+    with pytest.raises(ValueError, match="no image data"):
+        logic.fineTune([study[2][0], empty], tmp_path / "model")
+    assert list(logic.jobsFolder.iterdir()) == []
+
+
+def test_sample_data_registers_the_shipped_volumes_on_the_demo_models_grid():
     slicer_standins.SampleDataLogic.registered.clear()
     registerSampleData()
     registered = slicer_standins.SampleDataLogic.registered
-    assert [source["fileNames"] for source in registered] == [path.name for path in sample_data.sampleVolumes()]
-    for source in registered:
-        assert source["uris"].startswith("file://") and source["category"] == "DiffusionPEFT"
+    volumes = sample_data.sampleVolumes()
+    assert len(volumes) >= 2 and {v.parent for v in volumes} == {slicer_standins.MODULE_FOLDER / "Resources" / "SampleData"}
+    assert [source["fileNames"] for source in registered] == [path.name for path in volumes]
+    for source, volume in zip(registered, volumes):
+        assert source["category"] == "DiffusionPEFT" and source["uris"] == volume.as_uri()
+        assert volume.stat().st_size < 100_000
+        node = loadVolumeNode(volume, source["nodeNames"])
+        assert node.GetImageData().GetDimensions() == (32, 40, 32) and node.GetSpacing() == pytest.approx((6, 6, 6))
+        assert np.ptp(slicer.util.arrayFromVolume(node)) > 0

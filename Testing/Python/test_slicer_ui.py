@@ -209,10 +209,10 @@ def test_panel_picture_is_rendered(panel, tmp_path):
 
 
 def test_adapter_choices_equal_the_backend_registry():
-    import DiffusionPEFT
     from DiffusionPEFTLib.adapters import METHODS, PRESETS
+    from DiffusionPEFTSlicer import parameter_node
     from DiffusionPEFTSlicer.backend_queries import SELECTION_METHODS
 
-    assert sorted(DiffusionPEFT.ADAPTER_METHODS) == sorted(METHODS)
+    assert sorted(parameter_node.ADAPTER_METHODS) == sorted(METHODS)
     assert sorted(SELECTION_METHODS) == sorted(name for name, method in METHODS.items() if not method.wraps_layers)
-    assert DiffusionPEFT.ADAPTER_TARGETS == list(PRESETS)
+    assert parameter_node.ADAPTER_TARGETS == list(PRESETS)

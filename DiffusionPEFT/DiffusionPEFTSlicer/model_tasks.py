@@ -1,0 +1,25 @@
+"""What a model package is for, read from its card (``diffusion-peft info --json``): the Generate tasks
+it runs and whether the panel can fine-tune it (model.json ``"task"``; older packages have none: synthesis)."""
+
+from __future__ import annotations
+
+DEFAULT_MODEL_TASK = "synthesis"
+TASKS_OF_MODEL = {"synthesis": ("synthesize",), "translation": ("translate",)}
+GENERATE_TASKS = list(dict.fromkeys(task for tasks in TASKS_OF_MODEL.values() for task in tasks))
+FINE_TUNABLE_MODEL_TASKS = ("synthesis",)  # a translation model trains on (source, target) pairs
+
+
+def modelTask(card: dict) -> str:
+    """``synthesis`` or ``translation``."""
+    return card.get("task") or DEFAULT_MODEL_TASK
+
+
+def generateTasks(card: dict | None) -> list[str]:
+    """The Generate tasks the carded model runs; all of them while its card is unknown (or its task is
+    one this panel does not know: the backend then says what it is)."""
+    return list(GENERATE_TASKS if card is None else TASKS_OF_MODEL.get(modelTask(card), GENERATE_TASKS))
+
+
+def fineTunable(card: dict | None) -> bool:
+    """Whether the panel's Fine-tune (unpaired training volumes) suits the model; True while unknown."""
+    return card is None or modelTask(card) in FINE_TUNABLE_MODEL_TASKS

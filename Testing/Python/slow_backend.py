@@ -1,0 +1,156 @@
+"""A small, slow stand-in for the backend's Python, for the Widget tests (the real one needs seconds
+to import torch; this one takes ``SLOW_BACKEND_DELAY`` seconds on purpose and uses no CPU meanwhile).
+
+It is started as the launcher's interpreter: ``slow_backend.py -m DiffusionPEFTLib <command> …`` or
+``slow_backend.py -c <probe>``, and speaks the backend's protocol: ``info --json`` prints a card,
+``finetune --dry-run --json`` a plan, the probe an environment, and ``run job.json --events json
+--stop-file STOP`` emits JSON-line events (a fine-tune or a translation steps every ``SLOW_BACKEND_STEP_S``
+seconds and, when the stop file appears, stops and exits 130 like the real backend; a fine-tune saves a
+checkpoint first). A model.json may say ``"task": "translation"`` (with ``"translation": {"source": …,
+"target": …}``): the card tells it, and a job of the other task fails as the backend's does.
+``SLOW_BACKEND_NO_TORCH=1`` fails at import time as a Python without torch does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+DELAY_S = float(os.environ.get("SLOW_BACKEND_DELAY", "1.0"))
+STEP_S = float(os.environ.get("SLOW_BACKEND_STEP_S", "0.05"))
+ENVIRONMENT = {"torch": "2.8.0+cu128", "cuda": "12.8", "cudaAvailable": True, "gpu": "Stand-in GPU"}
+
+
+def emit(**event) -> None:
+    print(json.dumps(event), flush=True)
+
+
+def option(arguments: list[str], name: str) -> str:
+    return arguments[arguments.index(name) + 1]
+
+
+def modelDescription(path: Path) -> dict:
+    """The model.json of a package; {} when there is none."""
+    description = path / "model.json"
+    return json.loads(description.read_text()) if description.is_file() else {}
+
+
+def info(arguments: list[str]) -> int:
+    """The card; a model.json with ``answerDelay`` takes that many seconds instead of DELAY_S."""
+    path = Path(arguments[0])
+    description = modelDescription(path)
+    time.sleep(description.get("answerDelay", DELAY_S))
+    if not (path / "model.json").is_file():
+        print(f"error (model): Model not found: {path}", file=sys.stderr)
+        print("hint: Give a model package folder.", file=sys.stderr)
+        return 2
+    emit(path=str(path), parameters=2_920_289, size_mb=11.7, grid={"shape": [32, 40, 32], "spacing_mm": [6.0] * 3},
+         task=description.get("task", "synthesis"), translation=description.get("translation"))
+    return 0
+
+
+def plan(arguments: list[str]) -> int:
+    time.sleep(DELAY_S)
+    rank = int(option(arguments, "--rank")) if "--rank" in arguments else 0
+    adapter = 1000 * rank
+    emit(method=option(arguments, "--method"),
+         counts={"adapter": adapter, "extra": 50, "base": 100_000, "total": adapter + 50, "share": (adapter + 50) / 1e5})
+    return 0
+
+
+def stepThrough(stage: str, total: int, stopFile: Path, withLoss: bool = False) -> int | None:
+    """One progress event every STEP_S seconds; the step at which the stop file appeared, None if it did not."""
+    for step in range(1, total + 1):
+        if stopFile.exists():
+            return step
+        time.sleep(STEP_S)
+        emit(event="progress", stage=stage, step=step, total=total, **({"loss": 1.0 / step} if withLoss else {}))
+    return None
+
+
+def fineTune(folder: Path, args: dict, stopFile: Path) -> int:
+    stoppedAt = stepThrough("finetune", int(args["steps"]), stopFile, withLoss=True)
+    if stoppedAt is not None:
+        (folder / "adapter.work").mkdir(exist_ok=True)
+        (folder / "adapter.work" / "checkpoint.pt").write_text(str(stoppedAt))
+        emit(event="error", kind="cancelled", message=f"finetune was cancelled at step {stoppedAt}; a checkpoint was saved.",
+             hint="Run the same command with --resume to continue.")
+        return 130
+    (folder / args["out"]).mkdir()
+    (folder / args["out"] / "adapter.json").write_text(json.dumps({"method": args["method"]}))
+    emit(event="done", outputs=[args["out"]])
+    return 0
+
+
+def translate(folder: Path, args: dict, stopFile: Path) -> int:
+    """The source itself as the translation (on its grid), and as its std map from 2 samples on."""
+    if stepThrough("translate", int(args["samples"]) * int(args["steps"]), stopFile) is not None:
+        emit(event="error", kind="cancelled", message="Translation was cancelled.",
+             hint="Run the same command again to start over.")
+        return 130
+    out = Path(args["out"])
+    outputs = {"translation": out, "uncertainty": out.with_name(f"{out.stem}_std{out.suffix}")}
+    if int(args["samples"]) == 1:
+        del outputs["uncertainty"]
+    for role, path in outputs.items():
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(folder / args["source"], folder / path)
+        emit(event="artifact", kind="volume", path=str(path), role=role)
+    emit(event="done", outputs=[str(path) for path in outputs.values()])
+    return 0
+
+
+def wrongTask(job: dict) -> str | None:
+    """The backend's message when the job's command does not suit its model's task."""
+    task = modelDescription(Path(job["args"]["model"])).get("task", "synthesis")
+    wanted = {"synthesize": "synthesis", "translate": "translation"}.get(job["command"], task)
+    return None if wanted == task else f"{Path(job['args']['model']).name} is a {task} model, not a {wanted} model."
+
+
+def run(arguments: list[str]) -> int:
+    jobFile = Path(arguments[0])
+    job = json.loads(jobFile.read_text())
+    folder, args = jobFile.parent, job["args"]
+    stopFile = Path(option(arguments, "--stop-file"))
+    if job["command"] == "finetune":
+        return fineTune(folder, args, stopFile)
+    mismatch = wrongTask(job) if "model" in args else None
+    if mismatch:
+        emit(event="error", kind="model", message=mismatch, hint="Give a model of this task, or use the right command.")
+        return 3
+    if job["command"] == "translate":
+        return translate(folder, args, stopFile)
+    time.sleep(DELAY_S)
+    if job["command"] == "evaluate":
+        for name, value in (("ms_ssim", 0.8), ("ssim", 0.7), ("psnr", 25.0), ("nrmse", 0.2)):
+            emit(event="metric", name=name, value=value)
+        emit(event="done", outputs=[args["json"]])
+        return 0
+    (folder / args["out"]).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(folder / args["like"], folder / args["out"])  # synthesize: the reference itself, on its grid
+    emit(event="done", outputs=[args["out"]])
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if os.environ.get("SLOW_BACKEND_NO_TORCH") == "1":
+        print("Traceback (most recent call last):\nModuleNotFoundError: No module named 'torch'", file=sys.stderr)
+        return 1
+    if argv[0] == "-c":
+        time.sleep(DELAY_S)
+        emit(**ENVIRONMENT)
+        return 0
+    command, *arguments = argv[2:]  # after "-m DiffusionPEFTLib"
+    if command == "info":
+        return info(arguments)
+    if command == "finetune":
+        return plan(arguments)
+    return run(arguments)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

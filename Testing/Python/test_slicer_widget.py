@@ -1,0 +1,504 @@
+"""The real DiffusionPEFTWidget on a real MRML scene (slicer-core), driven as a user drives it.
+
+PySide6 speaks PythonQt (``pythonqt_standins``, the CTK/MRML look-alikes of ``panel_shims``, the
+parameter node's GUI binding of ``parameter_gui_standin``), and the backend is ``slow_backend.py``:
+it takes BACKEND_DELAY_S per answer, so an action that waited for it could not return within
+RESPONSIVE_S; running a process synchronously on the GUI thread fails the test outright.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before any QApplication exists
+
+import json  # noqa: E402
+import pathlib  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import slicer_standins  # noqa: E402
+
+slicer_standins.install()
+
+import pythonqt_standins  # noqa: E402
+import slicer  # noqa: E402
+from DiffusionPEFT import DiffusionPEFTWidget  # noqa: E402
+from DiffusionPEFTSlicer import comparison, model_catalog  # noqa: E402
+from DiffusionPEFTSlicer.launcher import BackendLauncher, backendEnvironment  # noqa: E402
+from DiffusionPEFTSlicer.logic import DiffusionPEFTLogic  # noqa: E402
+from DiffusionPEFTSlicer.parameter_node import isSet  # noqa: E402
+from DiffusionPEFTSlicer.volume_exchange import ijkToRas  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtTest import QTest  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+SLOW_BACKEND = pathlib.Path(__file__).with_name("slow_backend.py")
+BACKEND_DELAY_S = 1.5
+RESPONSIVE_S = 0.5
+SHIPPED_MODEL = slicer_standins.REPOSITORY / "Resources" / "Models" / "demo-t1-32x40x32"
+KEY_INTERVAL_S = 0.03  # a fast typist; well below the panel's query delay
+TRANSLATION = {"task": "translation", "translation": {"source": "t1", "target": "flair"}}  # in model.json and card
+AXIAL_6MM = np.diag([6.0, 6.0, 6.0, 1.0])
+OBLIQUE = np.array([[np.cos(0.5), -np.sin(0.5), 0.0, 10.0], [np.sin(0.5), np.cos(0.5), 0.0, -5.0], [0.0, 0.0, 1.0, 3.0],
+                    [0.0, 0.0, 0.0, 1.0]]) @ np.diag([6.0, 5.0, 7.5, 1.0])  # rotated about S, anisotropic
+
+
+class SlowBackend:
+    """The stand-in backend's environment (a test may change it: the launcher shares the dict) and every
+    process the panel started, recorded where it starts them (a process killed at once leaves no other trace)."""
+
+    def __init__(self, monkeypatch):
+        self.environment = {**backendEnvironment(), "SLOW_BACKEND_DELAY": str(BACKEND_DELAY_S)}
+        self.started: list[subprocess.Popen] = []
+        started = self.started
+
+        class RecordingPopen(subprocess.Popen):
+            def __init__(self, argv, *arguments, **options):
+                super().__init__(argv, *arguments, **options)
+                started.append(self)
+
+        monkeypatch.setattr(subprocess, "Popen", RecordingPopen)
+
+    def processes(self, command: str) -> list[subprocess.Popen]:
+        """The starts of ``command`` (``info``, ``finetune``, ``run``; ``-c`` for the torch probe)."""
+        return [p for p in self.started if (p.args[2] if p.args[2] == "-c" else p.args[4]) == command]
+
+    def calls(self, command: str) -> list[list[str]]:
+        """argv of each start of ``command`` after ``-m DiffusionPEFTLib``."""
+        return [p.args[4:] for p in self.processes(command)]
+
+
+class Panel:
+    """The widget and what a test needs around it: act, wait, the dialogs, the backend."""
+
+    def __init__(self, widget, dialogs, backend, openSeconds):
+        self.widget, self.ui, self.dialogs, self.backend, self.openSeconds = widget, widget.ui, dialogs, backend, openSeconds
+
+    @property
+    def parameters(self):
+        return self.widget.logic.getParameterNode()
+
+    @property
+    def job(self):
+        return self.widget.logic.activeJob
+
+    def act(self, action) -> None:
+        """Do what a user does (a click, a keystroke); it must return at once."""
+        started = time.monotonic()
+        action()
+        elapsed = time.monotonic() - started
+        assert elapsed < RESPONSIVE_S, f"the panel was frozen for {elapsed:.2f} s"
+
+    def settle(self, seconds: float) -> None:
+        """Let the event loop run (timers, polls) for ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            QApplication.processEvents()
+            time.sleep(0.01)
+
+    def waitFor(self, condition, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, "timed out"
+            self.settle(0.02)
+
+    def typePath(self, text: str) -> None:
+        """Select the Package field's text and type ``text`` over it key by key ("": delete it)."""
+        lineEdit = self.ui.modelPathLineEdit.lineEdit
+        lineEdit.selectAll()
+        if not text:
+            self.act(lambda: QTest.keyClick(lineEdit, Qt.Key_Delete))
+        for character in text:
+            self.act(lambda c=character: QTest.keyClicks(lineEdit, c))
+            self.settle(KEY_INTERVAL_S)
+
+    def pastePath(self, path) -> None:
+        """Paste ``path`` into the Package field."""
+        self.act(lambda: self.ui.modelPathLineEdit.lineEdit.setText(str(path)))
+
+    def chooseTranslationModel(self, folder: pathlib.Path) -> pathlib.Path:
+        """Paste a new translation model's path; return once its card has set the task."""
+        model = modelPackage(folder, **TRANSLATION)
+        self.pastePath(model)
+        self.waitFor(lambda: self.parameters.generateTask == "translate")
+        return model
+
+    def startFineTune(self, volumes, steps: int) -> None:
+        for node in volumes:
+            self.ui.trainingVolumesSelector.setCheckState(node, Qt.Checked)
+        self.ui.trainingStepsSpinBox.setValue(steps)
+        self.act(self.ui.fineTuneButton.click)
+        assert self.job is not None and self.job.running, self.ui.statusLabel.text
+
+    def cardShows(self, text: str) -> bool:
+        return text in self.ui.modelCardLabel.text
+
+
+@pytest.fixture(scope="module")
+def application():
+    return QApplication.instance() or QApplication([])
+
+
+@pytest.fixture(autouse=True)
+def slotErrorsFailTheTest(monkeypatch):
+    """Qt reports an exception raised in a slot through sys.excepthook and goes on; here it fails the test."""
+    errors = []
+    monkeypatch.setattr(sys, "excepthook", lambda kind, error, traceback: errors.append(error))
+    yield
+    assert not errors, f"a slot raised: {errors!r}"
+
+
+@pytest.fixture(autouse=True)
+def noProcessWaitsOnTheGuiThread(monkeypatch):
+    """Any blocking process call from the GUI (main) thread fails the test."""
+    def refuse(*arguments, **options):
+        if threading.current_thread() is threading.main_thread():
+            raise AssertionError(f"a process ran synchronously on the GUI thread: {arguments}")
+
+    for name in ("run", "call", "check_call", "check_output"):
+        monkeypatch.setattr(subprocess, name, refuse)
+
+
+@pytest.fixture
+def backend(monkeypatch):
+    return SlowBackend(monkeypatch)
+
+
+@pytest.fixture
+def panel(application, backend, tmp_path, monkeypatch):
+    """The module panel opened on a fresh scene, with the slow backend and no user models."""
+    slicer_standins.freshScene()
+    pythonqt_standins.QSettings.store.clear()
+    pythonqt_standins.QSettings.store[model_catalog.USER_MODELS_SETTING] = str(tmp_path / "my-models")
+    pythonqt_standins.QFileDialog.answers.clear()
+    pythonqt_standins.QFileDialog.asked.clear()
+    dialogs = slicer_standins.Dialogs().install(monkeypatch)
+    widget = DiffusionPEFTWidget()
+    widget.logic = DiffusionPEFTLogic(BackendLauncher([sys.executable, str(SLOW_BACKEND)], backend.environment),
+                                      jobsFolder=tmp_path / "jobs")
+    started = time.monotonic()
+    widget.setup()
+    widget.parent.isEntered = True
+    widget.enter()
+    yield Panel(widget, dialogs, backend, time.monotonic() - started)
+    widget.cleanup()
+    if widget.logic.running:
+        widget.logic.activeJob.wait()
+
+
+def addVolumes(count: int, ijkToRAS=AXIAL_6MM) -> list:
+    """Small smooth volumes in the scene, as a user loads them."""
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, 8)] * 3, indexing="ij"))
+    return [slicer.util.addVolumeFromArray((100 * np.exp(-(1 + i) * (grid ** 2).sum(axis=0))).astype(np.float32),
+                                           ijkToRAS, f"scan {i}") for i in range(count)]
+
+
+def modelPackage(folder: pathlib.Path, answerDelay: float = BACKEND_DELAY_S, **description) -> pathlib.Path:
+    """A model folder the slow backend reads in ``answerDelay`` seconds; ``description``: more of its model.json."""
+    folder.mkdir(parents=True)
+    (folder / "model.json").write_text(json.dumps({"answerDelay": answerDelay, **description}))
+    return folder
+
+
+def volumeCount() -> int:
+    return slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")
+
+
+def lossPoints(panel) -> int:
+    chart = panel.ui.lossPlotWidget.plotViewNode.GetPlotChartNode()
+    return chart.GetNthPlotSeriesNode(0).GetTableNode().GetNumberOfRows()
+
+
+def test_opening_asks_nothing_at_once_and_never_for_the_empty_path(panel):
+    assert panel.backend.calls("info") == [] and panel.backend.calls("finetune") == []
+    assert panel.openSeconds < BACKEND_DELAY_S
+    panel.waitFor(lambda: panel.cardShows("demo-t1-32x40x32") and "trainable parameters: 4,050" in panel.ui.trainableLabel.text)
+    assert [argv[1] for argv in panel.backend.calls("info")] == [str(SHIPPED_MODEL)]
+    assert len(panel.backend.calls("finetune")) == 1
+
+
+def test_the_model_selector_is_bound_to_the_model_fine_tune_uses(panel, tmp_path):
+    selector, parameters = panel.ui.modelSelector, panel.parameters
+    assert selector.currentIndex == 0 and pathlib.Path(selector.itemData(0)) == SHIPPED_MODEL
+    assert parameters.modelPath == SHIPPED_MODEL and panel.ui.modelPathLineEdit.currentPath == str(SHIPPED_MODEL)
+    panel.act(panel.ui.fineTuneButton.click)
+    assert "training volume" in panel.ui.statusLabel.text  # the model is there; the volumes are missing
+    panel.typePath(str(modelPackage(tmp_path / "elsewhere")))
+    assert selector.currentIndex == -1 and parameters.modelPath == tmp_path / "elsewhere"
+    panel.act(lambda: (selector.setCurrentIndex(0), selector.activated.emit(0)))
+    assert panel.ui.modelPathLineEdit.currentPath == str(SHIPPED_MODEL) and parameters.modelPath == SHIPPED_MODEL
+    panel.typePath("")
+    assert selector.currentIndex == -1 and not isSet(parameters.modelPath)
+    for node in addVolumes(1):
+        panel.ui.trainingVolumesSelector.setCheckState(node, Qt.Checked)
+    panel.act(panel.ui.fineTuneButton.click)
+    assert "Choose a model first" in panel.ui.statusLabel.text and panel.job is None
+
+
+def test_typing_a_path_asks_once_it_settles_and_an_empty_path_asks_nothing(panel, tmp_path):
+    panel.waitFor(lambda: panel.cardShows("demo-t1-32x40x32"))
+    panel.typePath("")
+    assert panel.ui.modelCardLabel.text == "No model chosen." and panel.ui.trainableLabel.text == ""
+    typed = modelPackage(tmp_path / "typed-model")
+    panel.typePath(str(typed))
+    panel.waitFor(lambda: panel.cardShows("typed-model") and "trainable" in panel.ui.trainableLabel.text)
+    assert [argv[1] for argv in panel.backend.calls("info")] == [str(SHIPPED_MODEL), str(typed)]
+    assert [argv[1] for argv in panel.backend.calls("finetune")] == [str(SHIPPED_MODEL), str(typed)]
+
+
+def test_a_newer_path_drops_the_query_under_way_and_its_stale_answer(panel, tmp_path):
+    panel.waitFor(lambda: panel.cardShows("demo-t1-32x40x32"))
+    slow = 2 * BACKEND_DELAY_S  # without dropping it, first-model's card would come after second-model's
+    first, second = modelPackage(tmp_path / "first-model", slow), modelPackage(tmp_path / "second-model")
+    lineEdit = panel.ui.modelPathLineEdit.lineEdit
+    panel.act(lambda: lineEdit.setText(str(first)))  # pasted
+    panel.waitFor(lambda: len(panel.backend.calls("info")) == 2)  # first-model is being read
+    firstReading = panel.backend.processes("info")[1]
+    panel.act(lambda: lineEdit.setText(str(second)))
+    panel.waitFor(lambda: firstReading.poll() is not None, timeout=RESPONSIVE_S)  # stopped, not left to run
+    panel.waitFor(lambda: panel.cardShows("second-model"))
+    panel.settle(slow)
+    assert panel.cardShows("second-model") and not panel.cardShows("first-model")
+
+
+def test_the_trainable_share_is_recounted_once_the_rank_settles(panel):
+    panel.waitFor(lambda: "4,050" in panel.ui.trainableLabel.text)  # rank 4: 1000 per rank + 50
+    for _ in range(3):
+        panel.act(panel.ui.adapterRankSpinBox.stepUp)
+        panel.settle(KEY_INTERVAL_S)
+    assert panel.ui.trainableLabel.text == "trainable parameters: …"
+    panel.waitFor(lambda: "7,050" in panel.ui.trainableLabel.text)
+    ranks = [argv[argv.index("--rank") + 1] for argv in panel.backend.calls("finetune")]
+    assert ranks == ["4", "7"]
+
+
+def test_save_adapter_before_any_adapter_exists_copies_nothing(panel, tmp_path):
+    target = tmp_path / "saved"
+    target.mkdir()
+    pythonqt_standins.QFileDialog.answers.append(str(target))
+    panel.act(panel.ui.saveAdapterButton.click)
+    assert pythonqt_standins.QFileDialog.asked == [] and list(target.iterdir()) == []
+    assert "no adapter to save" in panel.ui.statusLabel.text and not isSet(panel.parameters.adapterPath)
+
+
+def test_fine_tune_runs_in_the_background_and_cancel_lets_it_save_a_checkpoint(panel):
+    panel.startFineTune(addVolumes(2), steps=1000)
+    assert panel.ui.fineTuneButton.text == "Cancel"
+    assert not panel.ui.generateButton.enabled and not panel.ui.compareButton.enabled
+    panel.waitFor(lambda: panel.ui.fineTuneProgressBar.value >= 0 and lossPoints(panel) >= 3)
+    job = panel.job
+    panel.act(panel.ui.fineTuneButton.click)
+    assert panel.ui.fineTuneButton.text == "Cancelling…"
+    panel.waitFor(lambda: not job.running)
+    assert (job.folder / "adapter.work" / "checkpoint.pt").is_file()  # it stopped itself: not killed
+    assert job.result.cancelled and "a checkpoint was saved" in panel.ui.statusLabel.text
+    assert panel.ui.fineTuneButton.text == "Start fine-tuning" and panel.ui.generateButton.enabled
+
+
+def test_a_trained_adapter_becomes_current_and_save_adapter_copies_it(panel, tmp_path):
+    panel.startFineTune(addVolumes(2), steps=3)
+    job = panel.job
+    panel.waitFor(lambda: not job.running)
+    adapter = job.folder / "adapter"
+    assert panel.parameters.adapterPath == adapter and panel.ui.adapterPathLineEdit.currentPath == str(adapter)
+    target = tmp_path / "my-adapters"
+    pythonqt_standins.QFileDialog.answers.append(str(target))
+    panel.act(panel.ui.saveAdapterButton.click)
+    assert (target / "adapter" / "adapter.json").is_file() and panel.parameters.adapterPath == target / "adapter"
+
+
+@pytest.mark.parametrize("stop", [True, False], ids=["stop-it", "let-it-finish"])
+def test_closing_the_scene_asks_what_to_do_with_a_running_fine_tune(panel, stop):
+    panel.startFineTune(addVolumes(2), steps=1000 if stop else 30)
+    job = panel.job
+    panel.waitFor(lambda: lossPoints(panel) >= 1)
+    panel.dialogs.answers.append(stop)
+    panel.act(lambda: slicer.mrmlScene.Clear(0))
+    (question,) = panel.dialogs.confirmations
+    assert "fine-tune is running" in question and str(job.folder) in question
+    if stop:
+        panel.waitFor(lambda: not job.running)
+        assert job.result.cancelled and (job.folder / "adapter.work" / "checkpoint.pt").is_file()
+        return
+    assert job.running
+    panel.waitFor(lambda: not job.running)
+    assert job.result.succeeded and panel.parameters.adapterPath == job.folder / "adapter"
+
+
+def test_compare_shows_both_volumes_in_the_same_plane_and_the_difference_visibly(panel):
+    reference, output = addVolumes(2)
+    panel.ui.compareReferenceSelector.setCurrentNode(reference)
+    panel.ui.compareOutputSelector.setCurrentNode(output)
+    layoutManager = slicer.app.layoutManager()
+    red, yellow = layoutManager.sliceWidget("Red"), layoutManager.sliceWidget("Yellow")
+    assert yellow.mrmlSliceNode().GetOrientation() == "Sagittal"  # Slicer's default for that view
+    panel.act(panel.ui.compareButton.click)
+    panel.waitFor(lambda: not panel.widget.logic.running)
+    assert layoutManager.layout == slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView
+    assert red.mrmlSliceNode().GetOrientation() == yellow.mrmlSliceNode().GetOrientation() == "Axial"
+    assert red.mrmlSliceCompositeNode().GetBackgroundVolumeID() == reference.GetID()
+    assert yellow.mrmlSliceCompositeNode().GetBackgroundVolumeID() == output.GetID()
+    assert yellow.mrmlSliceCompositeNode().GetForegroundOpacity() >= 0.3
+    difference = slicer.mrmlScene.GetNodeByID(yellow.mrmlSliceCompositeNode().GetForegroundVolumeID())
+    expected = slicer.util.arrayFromVolume(output) - slicer.util.arrayFromVolume(reference)
+    np.testing.assert_allclose(slicer.util.arrayFromVolume(difference), expected)
+    display = difference.GetDisplayNode()
+    assert display.GetColorNodeID() == comparison.DIFFERENCE_COLORS and display.GetLevel() == 0
+    assert display.GetWindow() >= 2 * np.abs(expected).max() * 0.999
+    table = panel.ui.metricsTableView
+    assert [table.item(row, 0).text() for row in range(table.rowCount())] == ["MS-SSIM", "SSIM", "PSNR (dB)", "NRMSE"]
+
+
+def test_without_torch_the_errors_point_to_setup(panel):
+    panel.backend.environment["SLOW_BACKEND_NO_TORCH"] = "1"  # the queries start after the panel's delay
+    panel.waitFor(lambda: "torch" in panel.ui.modelCardLabel.text and "torch" in panel.ui.trainableLabel.text)
+    for label in (panel.ui.modelCardLabel, panel.ui.trainableLabel):
+        assert "The Python package &#x27;torch&#x27; is not installed." in label.text and "Setup" in label.text
+        assert "No module named" not in label.text and "See the log" not in label.text
+    reference, output = addVolumes(2)
+    panel.ui.compareReferenceSelector.setCurrentNode(reference)
+    panel.ui.compareOutputSelector.setCurrentNode(output)
+    panel.act(panel.ui.compareButton.click)
+    panel.waitFor(lambda: not panel.widget.logic.running)
+    assert "is not installed" in panel.ui.statusLabel.text and "Setup" in panel.ui.statusLabel.text
+
+
+def test_check_dependencies_asks_the_backend_in_the_background(panel):
+    panel.waitFor(lambda: panel.cardShows("demo-t1-32x40x32"))
+    panel.act(panel.ui.checkDependenciesButton.click)
+    assert "Asking" in panel.ui.environmentLabel.text
+    panel.waitFor(lambda: "Stand-in GPU" in panel.ui.environmentLabel.text)
+    assert "torch 2.8.0+cu128, CUDA 12.8" in panel.ui.environmentLabel.text
+    assert panel.cardShows("device: cuda (Stand-in GPU)")
+
+
+def test_job_folders_are_shown_and_only_unused_ones_of_this_module_are_deleted(panel, tmp_path):
+    reference, output = addVolumes(2)
+    panel.ui.compareReferenceSelector.setCurrentNode(reference)
+    panel.ui.compareOutputSelector.setCurrentNode(output)
+    panel.act(panel.ui.compareButton.click)
+    compareJob = panel.job
+    panel.waitFor(lambda: not compareJob.running)
+    panel.startFineTune(addVolumes(1), steps=2)
+    fineTuneJob = panel.job
+    panel.waitFor(lambda: not fineTuneJob.running)  # its adapter is now the current one
+    jobs = panel.widget.logic.jobsFolder
+    notAJob = jobs / "notes"
+    notAJob.mkdir()
+    (notAJob / "keep.txt").write_text("not made by a job")
+    outside = modelPackage(tmp_path / "outside")
+    (outside / "job.json").write_text("{}")
+    (jobs / "link-to-outside").symlink_to(outside)
+    assert str(jobs) in panel.ui.jobFoldersLabel.text and "Job folders: 2 (" in panel.ui.jobFoldersLabel.text
+    panel.dialogs.answers.append(True)
+    panel.act(panel.ui.deleteJobFoldersButton.click)
+    (question,) = panel.dialogs.confirmations
+    assert question.startswith("Delete 1 job folders") and str(jobs) in question
+    assert not compareJob.folder.exists() and fineTuneJob.folder.is_dir()
+    assert (notAJob / "keep.txt").is_file() and (outside / "job.json").is_file()
+    assert "Job folders: 1 (" in panel.ui.jobFoldersLabel.text
+
+
+def test_generate_offers_the_chosen_models_task_and_fine_tune_only_for_a_synthesis_model(panel, tmp_path):
+    ui, parameters = panel.ui, panel.parameters
+    panel.waitFor(lambda: panel.cardShows("demo-t1-32x40x32"))
+    assert parameters.generateTask == "synthesize" and not ui.generateTaskComboBox.enabled  # its only task
+    assert ui.fineTuneButton.enabled and not ui.referenceVolumeSelector.isHidden() and ui.sourceVolumeSelector.isHidden()
+    panel.pastePath(modelPackage(tmp_path / "t1-to-flair", **TRANSLATION))
+    assert ui.generateTaskComboBox.enabled and ui.fineTuneButton.enabled  # nothing known about it yet
+    panel.waitFor(lambda: panel.cardShows("translates t1 → flair"))
+    assert parameters.generateTask == "translate" and ui.generateTaskComboBox.currentText() == "translate"
+    assert not ui.generateTaskComboBox.enabled
+    assert ui.referenceVolumeSelector.isHidden() and ui.samplerComboBox.isHidden()
+    assert not ui.sourceVolumeSelector.isHidden() and not ui.targetVolumeSelector.isHidden()
+    assert ui.sampleCountSpinBoxLabel.text == "Samples:" and not ui.samplingStepsSpinBox.isHidden()
+    assert not ui.fineTuneButton.enabled
+    assert "t1-to-flair is a translation model" in ui.fineTuneButton.toolTip and "pairs" in ui.fineTuneButton.toolTip
+    panel.act(lambda: (ui.modelSelector.setCurrentIndex(0), ui.modelSelector.activated.emit(0)))
+    panel.waitFor(lambda: panel.cardShows("demo-t1-32x40x32"))
+    assert parameters.generateTask == "synthesize" and ui.sampleCountSpinBoxLabel.text == "Volumes:"
+    assert ui.fineTuneButton.enabled and ui.fineTuneButton.toolTip == "Train the adapter; press again to cancel."
+    assert not ui.referenceVolumeSelector.isHidden() and ui.sourceVolumeSelector.isHidden()
+
+
+def test_translate_runs_in_the_background_and_cancel_stops_it_gracefully(panel, tmp_path):
+    ui = panel.ui
+    (source,) = addVolumes(1)
+    panel.chooseTranslationModel(tmp_path / "t1-to-flair")
+    ui.sourceVolumeSelector.setCurrentNode(source)
+    ui.samplingStepsSpinBox.setValue(1000)
+    before = volumeCount()
+    panel.act(ui.generateButton.click)
+    job = panel.job
+    assert job is not None and job.running, ui.statusLabel.text
+    assert ui.generateButton.text == "Cancel" and not ui.compareButton.enabled and not ui.fineTuneButton.enabled
+    panel.waitFor(lambda: ui.generateProgressBar.value >= 2)
+    assert "translate" in ui.generateProgressBar.format() and "/1000" in ui.generateProgressBar.format()
+    panel.act(ui.generateButton.click)
+    assert ui.generateButton.text == "Cancelling…"
+    panel.waitFor(lambda: not job.running)
+    assert job.result.cancelled and "Translation was cancelled." in ui.statusLabel.text  # it stopped itself: not killed
+    assert volumeCount() == before and not (job.folder / "outputs").exists()
+    assert ui.generateButton.text == "Generate" and ui.generateButton.enabled and ui.compareButton.enabled
+    assert not ui.fineTuneButton.enabled  # still a translation model
+
+
+def test_a_translation_and_its_uncertainty_map_land_beside_the_source_and_compare_scores_it(panel, tmp_path):
+    ui, parameters = panel.ui, panel.parameters
+    source, target = addVolumes(2, OBLIQUE)
+    model = panel.chooseTranslationModel(tmp_path / "t1-to-flair")
+    ui.sourceVolumeSelector.setCurrentNode(source)
+    ui.targetVolumeSelector.setCurrentNode(target)
+    ui.sampleCountSpinBox.setValue(2)
+    ui.samplingStepsSpinBox.setValue(3)
+    panel.act(ui.generateButton.click)
+    job = panel.job
+    panel.waitFor(lambda: not job.running)
+    assert job.result.succeeded, ui.statusLabel.text
+    spec = json.loads((job.folder / "job.json").read_text())
+    assert spec["command"] == "translate" and spec["args"]["model"] == str(model)
+    assert (spec["args"]["source"], spec["args"]["samples"], spec["args"]["steps"]) == ("inputs/source.nii", 2, 3)
+    translated, uncertainty = job.result.nodes
+    assert (translated.GetName(), uncertainty.GetName()) == ("scan 0 translated", "scan 0 translated std")
+    for node in (translated, uncertainty):
+        assert node not in (source, target)
+        assert node.GetImageData().GetDimensions() == source.GetImageData().GetDimensions()
+        np.testing.assert_array_equal(ijkToRas(node), OBLIQUE)
+    assert parameters.outputVolume is translated and ui.compareOutputSelector.currentNode() is translated
+    assert parameters.compareReferenceVolume is target and ui.compareReferenceSelector.currentNode() is target
+    layoutManager = slicer.app.layoutManager()
+    red, yellow = (layoutManager.sliceWidget(name).mrmlSliceCompositeNode() for name in ("Red", "Yellow"))
+    assert layoutManager.layout == slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView
+    assert red.GetBackgroundVolumeID() == source.GetID() and yellow.GetBackgroundVolumeID() == translated.GetID()
+    assert yellow.GetForegroundVolumeID() == uncertainty.GetID() and 0.3 <= yellow.GetForegroundOpacity() < 1
+    display = uncertainty.GetDisplayNode()
+    assert display.GetColorNodeID() == comparison.UNCERTAINTY_COLORS
+    largest = slicer.util.arrayFromVolume(uncertainty).max()
+    assert display.GetWindow() == pytest.approx(largest) and display.GetLevel() == pytest.approx(largest / 2)
+    panel.act(ui.compareButton.click)
+    compareJob = panel.job
+    panel.waitFor(lambda: not compareJob.running)
+    assert compareJob.result.succeeded and ui.metricsTableView.rowCount() == 4
+    evaluated = json.loads((compareJob.folder / "job.json").read_text())["args"]
+    assert (evaluated["pred"], evaluated["ref"]) == ("inputs/output.nii", "inputs/reference.nii")
+    assert yellow.GetBackgroundVolumeID() == translated.GetID() and red.GetBackgroundVolumeID() == target.GetID()
+
+
+def test_a_translation_model_asked_to_synthesize_shows_the_backends_message(panel, tmp_path):
+    ui = panel.ui
+    (reference,) = addVolumes(1)
+    ui.referenceVolumeSelector.setCurrentNode(reference)
+    before = volumeCount()
+    panel.pastePath(modelPackage(tmp_path / "t1-to-flair", **TRANSLATION))
+    assert panel.parameters.generateTask == "synthesize"  # its card is not there yet
+    panel.act(ui.generateButton.click)
+    job = panel.job
+    panel.waitFor(lambda: not job.running)
+    assert "t1-to-flair is a translation model, not a synthesis model." in ui.statusLabel.text
+    assert volumeCount() == before
+    panel.waitFor(lambda: panel.parameters.generateTask == "translate")  # then its card comes, and the task follows
