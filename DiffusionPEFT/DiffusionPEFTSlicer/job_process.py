@@ -21,6 +21,7 @@ from typing import Callable
 STDOUT = "stdout"
 STDERR = "stderr"
 WINDOWS = os.name == "nt"
+TASKKILL_TIMEOUT_S = 5  # taskkill normally returns at once; never let it hold the GUI longer
 
 
 class JobProcess:
@@ -97,8 +98,11 @@ class JobProcess:
             return
         self._killed = self._killed or self._process.poll() is None
         if WINDOWS:
-            subprocess.run(["taskkill", "/F", "/T", "/PID", str(self._process.pid)], capture_output=True,
-                           creationflags=subprocess.CREATE_NO_WINDOW)
+            try:  # bounded: this runs from the panel's poll timer, on the GUI thread
+                subprocess.run(["taskkill", "/F", "/T", "/PID", str(self._process.pid)], capture_output=True,
+                               creationflags=subprocess.CREATE_NO_WINDOW, timeout=TASKKILL_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
         else:
             try:
                 os.killpg(self._process.pid, signal.SIGKILL)
