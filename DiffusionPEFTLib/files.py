@@ -32,7 +32,6 @@ MARKER_NAME = ".diffusion-peft-output.json"
 LEGACY_PACKAGES = {"model.json": {"model.json", "weights.safetensors"},
                    "adapter.json": {"adapter.json", "adapter.safetensors"}}
 WORK_FILES = ("checkpoint.pt", "history.json", "loss_curve.png")  # what a training run keeps in its work folder
-VOLUME_ENDINGS = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 
 @dataclass(frozen=True)
@@ -255,9 +254,9 @@ def _looks_written_here(path: Path) -> bool:
         if name.endswith(".zip"):
             with zipfile.ZipFile(path) as archive:
                 return any(Path(m).name == "model.json" for m in archive.namelist())
-        if name.endswith(VOLUME_ENDINGS):
-            from .volumes.io import read_volume_header
+        from .volumes.io import VOLUME_SUFFIXES, read_volume_header  # here: volumes.io writes through this module
 
+        if name.endswith(VOLUME_SUFFIXES):
             read_volume_header(path)
             return True
     except Exception:  # unreadable or of another kind: not ours to replace
