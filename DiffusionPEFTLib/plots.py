@@ -77,3 +77,34 @@ def save_montage(rows: dict[str, list[np.ndarray]], path: str | Path, views: str
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return Path(path)
+
+
+def save_translation_figure(rows: dict[str, dict[str, np.ndarray]], path: str | Path, maps: tuple[str, ...] = (),
+                            title: str | None = None, overwrite: bool = False) -> Path:
+    """Axial middle slices of translations: one row per case (e.g. "T1w → FLAIR, sub-000"), one labelled
+    column per named (X, Y, Z) volume. Images share their row's 1st–99th percentile window; the columns
+    named in ``maps`` (a std or error map) get their own 0–99th percentile window and a heat colour map."""
+    plt = _pyplot()
+    columns = max(len(panels) for panels in rows.values())
+    fig, axes = plt.subplots(len(rows), columns, figsize=(1.7 * columns, 2.0 * len(rows)), dpi=110, squeeze=False)
+    for row, (case, panels) in enumerate(rows.items()):
+        images = [np.ravel(v) for name, v in panels.items() if name not in maps]
+        low, high = np.percentile(np.concatenate(images), [1, 99]) if images else (0.0, 1.0)
+        for ax in axes[row]:
+            ax.axis("off")
+        for index, (name, volume) in enumerate(panels.items()):
+            image = central_slices(np.asarray(volume))[0]
+            if name in maps:
+                axes[row][index].imshow(image, cmap="inferno", vmin=0, vmax=float(np.percentile(volume, 99)) or 1.0)
+            else:
+                axes[row][index].imshow(image, cmap="gray", vmin=low, vmax=high)
+            axes[row][index].set_title(name, fontsize=7)
+        axes[row][0].text(-0.08, 0.5, case, transform=axes[row][0].transAxes, rotation=90, fontsize=7,
+                          ha="right", va="center")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_output(path, overwrite) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return Path(path)

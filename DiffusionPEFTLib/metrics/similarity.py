@@ -92,10 +92,36 @@ def nrmse(pred, ref) -> float:
 
 
 def compare_volumes(pred, ref, data_range: float | None = None) -> dict[str, float]:
-    """All four full-reference metrics."""
+    """All four full-reference metrics on the whole volume."""
     return {
         "ms_ssim": ms_ssim(pred, ref, data_range),
         "ssim": ssim(pred, ref, data_range),
         "psnr": psnr(pred, ref, data_range),
         "nrmse": nrmse(pred, ref),
+    }
+
+
+def compare_in_mask(pred, ref, mask, data_range: float | None = None) -> dict[str, float]:
+    """PSNR, SSIM and NRMSE over the voxels where ``mask`` (X, Y, Z, bool) is set, e.g. inside the brain.
+
+    PSNR and NRMSE use those voxels only; SSIM is MONAI's local SSIM map (the same Gaussian window as
+    :func:`ssim`) averaged over the mask voxels whose window lies inside the volume.
+    """
+    from monai.metrics.regression import compute_ssim_and_cs
+
+    pred_t, ref_t = _pair(pred, ref)
+    inside = torch.as_tensor(np.asarray(mask, dtype=bool))
+    if tuple(inside.shape) != tuple(ref_t.shape[2:]) or not bool(inside.any()):
+        raise InputError(f"The mask must be a non-empty volume of the reference's shape {tuple(ref_t.shape[2:])}.",
+                         hint="Resample the mask onto the reference grid (nearest neighbour).")
+    value_range = _range(ref_t, data_range)
+    error = (pred_t - ref_t)[0, 0][inside]
+    window = min(7, min(ref_t.shape[2:]) // 2 * 2 - 1)
+    ssim_map, _ = compute_ssim_and_cs(pred_t, ref_t, 3, [window] * 3, [1.5] * 3, value_range)
+    half = window // 2
+    valid = inside[half: inside.shape[0] - half, half: inside.shape[1] - half, half: inside.shape[2] - half]
+    return {
+        "ssim": float(ssim_map[0, 0][valid].mean()),
+        "psnr": float(10 * torch.log10(value_range**2 / error.pow(2).mean())),
+        "nrmse": float(torch.linalg.vector_norm(error) / torch.linalg.vector_norm(ref_t[0, 0][inside])),
     }

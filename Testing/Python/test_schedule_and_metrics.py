@@ -6,7 +6,7 @@ import torch
 from conftest import smooth_volume
 
 from DiffusionPEFTLib.errors import InputError
-from DiffusionPEFTLib.metrics import compare_volumes, cross_ms_ssim, ms_ssim, ms_ssim_settings, nrmse, pairwise_ms_ssim
+from DiffusionPEFTLib.metrics import compare_in_mask, compare_volumes, cross_ms_ssim, ms_ssim, ms_ssim_settings, nrmse, pairwise_ms_ssim
 from DiffusionPEFTLib.models import NoiseSchedule, ScheduleConfig
 
 
@@ -100,3 +100,29 @@ def test_diversity_is_lower_for_a_varied_set_than_for_copies():
     assert pairwise_ms_ssim(copies) == pytest.approx(1.0, abs=1e-5)
     assert pairwise_ms_ssim(varied) < 0.9
     assert cross_ms_ssim(varied, copies) < cross_ms_ssim(copies, copies)
+
+
+def test_metrics_in_a_mask_ignore_errors_outside_it_and_equal_the_whole_volume_ones_for_a_full_mask():
+    rng = np.random.default_rng(4)
+    ref = rng.random((20, 24, 20)).astype(np.float32)
+    pred = ref + 0.05 * rng.standard_normal(ref.shape).astype(np.float32)
+    whole = compare_volumes(pred, ref, 1.0)
+    full = compare_in_mask(pred, ref, np.ones(ref.shape, bool), 1.0)
+    for name in ("ssim", "psnr", "nrmse"):
+        assert full[name] == pytest.approx(whole[name], rel=1e-5)
+    mask = np.zeros(ref.shape, bool)
+    mask[10:] = True
+    ruined = pred.copy()
+    ruined[:10] = 5.0  # a huge error, all outside the mask
+    inside = compare_in_mask(ruined, ref, mask, 1.0)
+    error = (pred - ref)[mask]
+    assert inside["psnr"] == pytest.approx(10 * np.log10(1.0 / np.mean(error**2)), rel=1e-5)
+    assert inside["nrmse"] == pytest.approx(np.linalg.norm(error) / np.linalg.norm(ref[mask]), rel=1e-5)
+    # SSIM is local (7-voxel window): three voxels away from the ruined half it no longer sees it
+    away = np.zeros(ref.shape, bool)
+    away[13:] = True
+    assert compare_in_mask(ruined, ref, away, 1.0)["ssim"] == pytest.approx(
+        compare_in_mask(pred, ref, away, 1.0)["ssim"], rel=1e-6)
+    assert compare_in_mask(ruined, ref, away, 1.0)["ssim"] > 2 * compare_volumes(ruined, ref, 1.0)["ssim"]
+    with pytest.raises(InputError, match="mask"):
+        compare_in_mask(pred, ref, np.zeros(ref.shape, bool), 1.0)
