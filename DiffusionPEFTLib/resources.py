@@ -7,6 +7,7 @@ from pathlib import Path
 
 RESOURCES_ENV = "DIFFUSIONPEFT_RESOURCES"
 DEMO_MODEL = "Models/demo-t1-32x40x32"
+TRANSLATION_MODEL = "Models/t1-to-flair-64x80x64"
 
 
 def resources_dir() -> Path:
@@ -18,3 +19,8 @@ def resources_dir() -> Path:
 def demo_model_dir() -> Path:
     """The shipped demo base model package (healthy T1w, 32×40×32 at 6 mm)."""
     return resources_dir() / DEMO_MODEL
+
+
+def translation_model_dir() -> Path:
+    """The shipped T1w → FLAIR translation model package (64×80×64 at 3 mm, puzzle p = 2)."""
+    return resources_dir() / TRANSLATION_MODEL

@@ -2,7 +2,9 @@
 
 Simulates a small target cohort (FLAIR, or atrophied T1w) plus held-out subjects, samples the
 base model, fine-tunes an adapter (TenVOO-L by default), samples again with the same start noise,
-scores both against the held-out subjects, and writes a report folder.
+scores both against the held-out subjects; then translates held-out T1w subjects into FLAIR with the
+shipped translation model (scored against their true FLAIR beside histogram matching), and writes a
+report folder.
 """
 
 from __future__ import annotations
@@ -18,14 +20,15 @@ from ..files import Output, staged, write_text_atomic
 from ..finetuning import FineTuneSettings, fine_tune
 from ..metrics import denoising_loss
 from ..plots import save_loss_curve, save_montage
-from ..resources import demo_model_dir
+from ..resources import demo_model_dir, translation_model_dir
 from ..simulate import write_cohort
 from ..synthesis import sample
 from ..training import TrainingVolumes, find_volume_files
 from ..volumes import Volume, model_grid_affine, write_volume
 from ..demo_report import write_report
+from ..translation.evaluation import translate_simulated
 from .common import load_model_for_job
-from .option_types import at_least_two, positive_float, positive_int
+from .option_types import at_least_two, non_negative_int, positive_float, positive_int
 
 NAME = "demo"
 HELP = "Run the demo: fine-tune the shipped base model to a simulated new domain and report the gain."
@@ -46,15 +49,27 @@ def add_arguments(parser) -> None:
     parser.add_argument("--heldout-subjects", type=at_least_two, default=8)
     parser.add_argument("--samples", type=at_least_two, default=4, help="samples per model")
     parser.add_argument("--sampling-steps", type=positive_int, default=25)
+    parser.add_argument("--translation-model", default=None,
+                        help="translation model package (default: the shipped T1w → FLAIR model)")
+    parser.add_argument("--translate-subjects", type=non_negative_int, default=3,
+                        help="held-out subjects to translate (0: skip the translation part)")
+    parser.add_argument("--translate-samples", type=positive_int, default=3,
+                        help="translations per subject (≥ 2: also an uncertainty map)")
+    parser.add_argument("--translate-steps", type=positive_int, default=20, help="bridge sampling steps")
     parser.add_argument("--out", default="demo-report", help="report folder")
 
 
 def paths(args):
-    return [base_model_path(args)], [Output.of(args.out, folder=True)]
+    inputs = [base_model_path(args)] + ([translation_model_path(args)] if args.translate_subjects else [])
+    return inputs, [Output.of(args.out, folder=True)]
 
 
 def base_model_path(args) -> Path:
     return Path(args.model) if args.model else demo_model_dir()
+
+
+def translation_model_path(args) -> Path:
+    return Path(args.translation_model) if args.translation_model else translation_model_dir()
 
 
 def run(args, context):
@@ -126,6 +141,20 @@ def write_demo(out: Path, out_name: str, args, context) -> float:
     save_montage({"held-out targets": reals[:columns], "base model samples": base_samples[:columns],
                   f"fine-tuned ({args.method}) samples": tuned_samples[:columns]}, out / "montage.png")
     save_loss_curve(outcome.result.losses, out / "loss_curve.png", title=f"{args.method} fine-tuning loss")
+    translation = None
+    if args.translate_subjects:
+        tick = time.monotonic()
+        translator = load_model_for_job(translation_model_path(args), context, args.translate_samples,
+                                        training=False, task="translation")
+        names = translator.spec
+        manifest = write_cohort(out / "data" / "translation", args.translate_subjects, seed=context.seed + 300,
+                                shape=translator.config.input.shape, spacing=translator.config.input.spacing,
+                                contrasts=f"{names.source},{names.target}", atrophy="0:0.5", events=context.events,
+                                cancel=context.cancel)[0]
+        translation = translate_simulated(translator, manifest, out, args.translate_samples, args.translate_steps,
+                                          context)
+        translation["model"] = translation_model_path(args).name
+        timings["translate"] = time.monotonic() - tick
     timings["total"] = time.monotonic() - started
     report_settings = {
         "model": model_path.name, "target_description": description, "train_subjects": args.train_subjects,
@@ -134,6 +163,7 @@ def write_demo(out: Path, out_name: str, args, context) -> float:
         "samples": args.samples, "sampling_steps": args.sampling_steps, "out_name": out_name,
     }
     write_text_atomic(out / "metrics.json", json.dumps({"settings": report_settings, "counts": counts,
-                                                        "metrics": metrics, "timings_s": timings}, indent=2))
-    write_report(out, report_settings, metrics, counts, timings)
+                                                        "metrics": metrics, "translation": translation,
+                                                        "timings_s": timings}, indent=2))
+    write_report(out, report_settings, metrics, counts, timings, translation)
     return timings["total"]

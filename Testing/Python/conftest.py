@@ -66,3 +66,27 @@ def tiny_model_dir(tmp_path_factory, volume_folder) -> Path:
     code, events = run_cli("pretrain", volume_folder, "--out", out, *TINY_ARCH, "--steps", "4", "--seed", "1")
     assert code == 0, events.events
     return out
+
+
+TRANSLATION_GRID = ["--shape", "16", "20", "16", "--spacing", "12"]
+TINY_TRANSLATION_ARCH = [*TRANSLATION_GRID, "--channels", "8", "16", "16", "--norm-groups", "8", "--head-channels", "8",
+                         "--timesteps", "100"]
+
+
+@pytest.fixture(scope="session")
+def translation_cohort(tmp_path_factory) -> Path:
+    """Four simulated subjects (t1, flair) on the tiny translation grid (16×20×16 at 12 mm)."""
+    out = tmp_path_factory.mktemp("translation") / "cohort"
+    code, events = run_cli("simulate", "--n", "4", "--contrasts", "t1,flair", *TRANSLATION_GRID, "--out", out)
+    assert code == 0, events.events
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_translation_dir(translation_cohort) -> Path:
+    """A t1 → flair translation model package trained for 3 steps on ``translation_cohort``."""
+    out = translation_cohort.parent / "t1_to_flair"
+    code, events = run_cli("translate-train", translation_cohort / "manifest.json", "--source", "t1", "--target", "flair",
+                           *TINY_TRANSLATION_ARCH, "--steps", "3", "--out", out)
+    assert code == 0, events.events
+    return out

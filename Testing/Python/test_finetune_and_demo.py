@@ -92,10 +92,11 @@ def test_assess_writes_numbers_and_a_montage(tmp_path, tiny_model_dir, volume_fo
     assert (tmp_path / "assessment" / "montage.png").stat().st_size > 5_000
 
 
-def test_demo_runs_end_to_end_and_writes_its_report(tmp_path, tiny_model_dir):
+def test_demo_runs_end_to_end_and_writes_its_report(tmp_path, tiny_model_dir, tiny_translation_dir):
     code, events = run_cli("demo", "--model", tiny_model_dir, "--steps", "2", "--samples", "2",
                            "--sampling-steps", "2", "--train-subjects", "2", "--heldout-subjects", "2",
-                           "--out", tmp_path / "report")
+                           "--translation-model", tiny_translation_dir, "--translate-subjects", "2",
+                           "--translate-samples", "2", "--translate-steps", "2", "--out", tmp_path / "report")
     assert code == 0, events.events
     report = tmp_path / "report"
     metrics = json.loads((report / "metrics.json").read_text())
@@ -107,4 +108,19 @@ def test_demo_runs_end_to_end_and_writes_its_report(tmp_path, tiny_model_dir):
     text = (report / "report.md").read_text()
     assert "| metric | base model | fine-tuned |" in text
     stages = {e["stage"] for e in events.of("progress")}
-    assert {"simulate", "sample", "finetune"} <= stages
+    assert {"simulate", "sample", "finetune", "translate"} <= stages
+    # the translation part: each held-out subject's mean and std on its t1's grid, scored beside histogram matching
+    translation = metrics["translation"]
+    cohort = json.loads((report / "data" / "translation" / "manifest.json").read_text())["subjects"]
+    for subject in cohort:
+        t1 = read_volume(report / "data" / "translation" / subject["files"]["t1"])
+        for suffix in ("translated", "std"):
+            out = read_volume(report / "translation" / f"{subject['id']}_flair_{suffix}.nii.gz")
+            assert out.shape == t1.shape and np.allclose(out.affine, t1.affine)
+    scores = translation["scores"]
+    assert set(scores) == {"translation", "histogram matching"} and translation["subjects"] == 2
+    for method in scores.values():
+        assert -1 <= method["ssim_brain"][0] <= 1 and method["nrmse_brain"][0] > 0 and method["psnr_whole"][1] >= 0
+    assert -1 <= scores["translation"]["std_error_pearson"][0] <= 1
+    assert "## Translation: t1 → flair" in text and "histogram matching" in text
+    assert (report / "translation.png").stat().st_size > 5_000
