@@ -1,0 +1,248 @@
+"""Translation quality on held-out simulated subjects: the bridge model beside what a user would pick instead.
+
+For each target contrast (T1w → T2w, T1w → FLAIR), on the same paired training cohort and in one run:
+- **bridge**: our translation model (PPDM-style, p = 2, the shipped recipe's architecture), trained for
+  ``--budget-s`` seconds of wall clock by the library's trainer;
+- **U-Net**: a deterministic MONAI ``UNet`` regression source → target (MSE), same trainer, same batch,
+  augmentation and wall-clock budget (learning rate 1e-3, the usual choice for a regression U-Net);
+- **histogram matching**: the source histogram-matched (scikit-image) to 20 training targets;
+- for FLAIR, also the **shipped** model (``--shipped``; trained longer, see its card).
+Scores on ``--heldout`` subjects, in the model's normalised range [-1, 1] (data range 2): PSNR, SSIM,
+NRMSE over the whole volume and inside the brain (tissue labels > 0); the bridge's translation is the
+mean of ``--samples`` draws (η = 1) and its per-voxel std is correlated with the absolute error inside
+the brain (Pearson r, per subject). Mean ± std over subjects; per-subject wins bridge vs U-Net on brain SSIM.
+
+Usage: python benchmarks/bench_translation.py [--budget-s 720] [--targets t2 flair] [--heldout 8] [--samples 4]
+       [--shipped Resources/Models/t1-to-flair-64x80x64] [--threads 1] [--out docs/benchmarks]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from DiffusionPEFTLib.commands import translate_train  # noqa: E402
+from DiffusionPEFTLib.errors import JobCancelled  # noqa: E402
+from DiffusionPEFTLib.plots import save_translation_figure  # noqa: E402
+from DiffusionPEFTLib.training import Trainer, TrainConfig, TrainingVolumes  # noqa: E402
+from DiffusionPEFTLib.training.callbacks import TrainingCallback  # noqa: E402
+from DiffusionPEFTLib.translation.baseline import histogram_matched  # noqa: E402
+from DiffusionPEFTLib.translation.evaluation import (simulated_brain_masks, translation_scores,  # noqa: E402
+                                                     uncertainty_error_correlation)
+from DiffusionPEFTLib.translation.model import TranslationModel, load_translation_model  # noqa: E402
+from DiffusionPEFTLib.translation.pairs import find_pairs  # noqa: E402
+from DiffusionPEFTLib.translation.sampling import translate  # noqa: E402
+from DiffusionPEFTLib.volumes import read_volume, to_model_grid  # noqa: E402
+
+ARCHITECTURE = ["--shape", "64", "80", "64", "--spacing", "3", "--channels", "16", "32", "64", "--norm-groups", "16",
+                "--head-channels", "32", "--puzzle", "2", "--bridge", "bbdm", "--prediction", "x0", "--pg-weight", "0.1"]
+"""The shipped T1w → FLAIR model's architecture (scripts/build_translation_model.sh)."""
+BATCH, BRIDGE_LR, UNET_LR, HISTOGRAM_EXAMPLES = 2, 2e-4, 1e-3, 20
+DATA_RANGE = 2.0  # the model range [-1, 1]
+
+
+class UNetRegression(nn.Module):
+    """MONAI ``UNet`` (16, 32, 64, 128 channels, 2 residual units) trained to output the target from the source
+    by MSE; it speaks the trainer's model interface (``loss``, ``training_timesteps``), ignoring noise and t."""
+
+    def __init__(self):
+        super().__init__()
+        from monai.networks.nets import UNet
+
+        self.unet = UNet(spatial_dims=3, in_channels=1, out_channels=1, channels=(16, 32, 64, 128), strides=(2, 2, 2),
+                         num_res_units=2)
+
+    def training_timesteps(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.zeros(count, dtype=torch.long)
+
+    def loss(self, x0, noise, t, class_labels=None, condition=None) -> torch.Tensor:
+        return F.mse_loss(self.unet(condition), x0)
+
+    @torch.no_grad()
+    def predict(self, source: torch.Tensor) -> torch.Tensor:
+        """(B, 1, X, Y, Z) source → target, same shape."""
+        self.eval()
+        return self.unet(source)
+
+
+class Deadline(TrainingCallback):
+    """Cancels training once ``seconds`` of wall clock have passed (the trainer then stops with JobCancelled)."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.started = seconds, time.monotonic()
+
+    def after_step(self, trainer, step, batch) -> None:
+        if time.monotonic() - self.started >= self.seconds:
+            trainer.cancel.cancel()
+
+
+def train_for(model: nn.Module, data: TrainingVolumes, lr: float, seconds: float, seed: int) -> dict:
+    """Train all of ``model``'s parameters for ``seconds`` of wall clock → steps and seconds actually used."""
+    config = TrainConfig(steps=10**9, batch_size=BATCH, lr=lr, checkpoint_every=0, seed=seed)
+    deadline = Deadline(seconds)
+    with tempfile.TemporaryDirectory() as workdir:
+        trainer = Trainer(model, list(model.parameters()), data, config, workdir, callbacks=[deadline])
+        try:
+            trainer.run()
+        except JobCancelled:
+            pass
+    return {"steps": trainer.step, "train_s": round(time.monotonic() - deadline.started, 1),
+            "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def brain_masks(manifest: Path, sources: list[Path], spec) -> list[np.ndarray]:
+    """Each held-out subject's brain on its source's model grid, (X, Y, Z) bool."""
+    grids = [to_model_grid(read_volume(source), spec.shape, spec.spacing)[0] for source in sources]
+    return simulated_brain_masks(manifest, sources, grids)
+
+
+def evaluate(target: str, args, train: TrainingVolumes, heldout: TrainingVolumes, masks, models: dict) -> dict:
+    """Per-method, per-subject scores (+ inference seconds, and the bridge's std–error correlation)."""
+    examples = [v[0].numpy() for v in train.images[:HISTOGRAM_EXAMPLES]]
+    results = {name: {"subjects": [], "seconds": []} for name in ["histogram matching", *models]}
+    figure = {}
+    for index in range(len(heldout)):
+        source, truth, mask = heldout.sources[index:index + 1], heldout.images[index, 0].numpy(), masks[index]
+        panels = {"source T1w": source[0, 0].numpy(), f"true {target}": truth}
+        for name in results:
+            started = time.monotonic()
+            std = None
+            if name == "histogram matching":
+                prediction = histogram_matched(source[0, 0].numpy(), examples)
+            elif isinstance(models[name], UNetRegression):
+                prediction = models[name].predict(source)[0, 0].numpy()
+            else:
+                mean, std = translate(models[name], source, args.sampling_steps, args.samples, eta=1.0,
+                                      generator=torch.Generator().manual_seed(index))
+                prediction, std = mean[0, 0].numpy(), std[0, 0].numpy()
+            row = {**translation_scores(prediction, truth, mask, DATA_RANGE), "subject": index}
+            results[name]["seconds"].append(time.monotonic() - started)
+            if std is not None:
+                row["std_error_pearson"] = uncertainty_error_correlation(std, prediction, truth, mask)
+            results[name]["subjects"].append(row)
+            if index == 0:
+                panels[name] = prediction
+                if std is not None and name == "bridge":
+                    panels["bridge std"], panels["bridge |error|"] = std, np.abs(prediction - truth)
+        if index == 0:
+            figure[f"T1w → {target}"] = panels
+    return {"methods": results, "figure": figure}
+
+
+def summary(subjects: list[dict], key: str) -> tuple[float, float] | None:
+    values = [s[key] for s in subjects if key in s]
+    if not values:
+        return None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def run_target(target: str, args) -> dict:
+    parser = argparse.ArgumentParser()
+    translate_train.add_arguments(parser)
+    config = translate_train.build_config(parser.parse_args(
+        [str(args.train), "--source", "t1", "--target", target, "--out", "unused", *ARCHITECTURE]))
+    sources, targets = (files[: args.train_pairs] for files in find_pairs([args.train], "t1", target))
+    train = TrainingVolumes.load(targets, config.input, sources=sources)
+    h_sources, h_targets = find_pairs([args.heldout_manifest], "t1", target)
+    h_sources, h_targets = h_sources[: args.heldout], h_targets[: args.heldout]
+    heldout = TrainingVolumes.load(h_targets, config.input, sources=h_sources)
+    masks = brain_masks(args.heldout_manifest, h_sources, config.input)
+    torch.manual_seed(args.seed)
+    bridge, unet = TranslationModel(config), UNetRegression()
+    training = {"bridge": train_for(bridge, train, BRIDGE_LR, args.budget_s, args.seed),
+                "U-Net": train_for(unet, train, UNET_LR, args.budget_s, args.seed)}
+    models = {"U-Net": unet, "bridge": bridge.eval()}
+    if target == "flair" and args.shipped and Path(args.shipped).exists():
+        models["bridge, shipped"] = load_translation_model(args.shipped).eval()
+        provenance = json.loads((Path(args.shipped) / "model.json").read_text()).get("provenance", {})
+        shipped = provenance.get("training", {})
+        training["bridge, shipped"] = {"steps": shipped.get("steps"), "train_s": shipped.get("wall_s"),
+                                       "parameters": models["bridge, shipped"].parameter_count()}
+    print(f"[{target}] trained: " + ", ".join(f"{k} {v['steps']} steps in {v['train_s']} s" for k, v in training.items()),
+          flush=True)
+    evaluated = evaluate(target, args, train, heldout, masks, models)
+    return {"training": training, "pairs": len(train), "heldout": len(heldout), **evaluated}
+
+
+METRICS = [("psnr_brain", "PSNR brain (dB)"), ("ssim_brain", "SSIM brain"), ("nrmse_brain", "NRMSE brain"),
+           ("psnr_whole", "PSNR whole (dB)"), ("ssim_whole", "SSIM whole"), ("nrmse_whole", "NRMSE whole"),
+           ("std_error_pearson", "r(std, abs. error)")]
+
+
+def markdown(report: dict) -> str:
+    lines = ["# Translation on held-out simulated subjects (CPU)", "",
+             f"Command: `{report['command']}`", "",
+             f"{report['machine']}. Each trained model had {report['budget_s']:.0f} s of wall clock (the shipped model "
+             "more: see its card). Scores in the model's normalised range [-1, 1] (data range 2), mean ± std over "
+             f"{report['heldout']} held-out subjects; the bridge's output is the mean of {report['samples']} samples "
+             f"({report['sampling_steps']} steps, η = 1). Brain = tissue labels > 0.", ""]
+    for target, result in report["targets"].items():
+        lines += [f"## T1w → {target}", "", "| method | training | " + " | ".join(t for _, t in METRICS) + " | s / volume |",
+                  "|---|---|" + "---|" * (len(METRICS) + 1)]
+        for name, method in result["methods"].items():
+            trained = result["training"].get(name)
+            cells = [name, f"{trained['steps']} steps, {trained['train_s']} s" if trained else "none"]
+            for key, _ in METRICS:
+                value = summary(method["subjects"], key)
+                cells.append(f"{value[0]:.3f} ± {value[1]:.3f}" if value else "–")
+            cells.append(f"{statistics.fmean(method['seconds']):.1f}")
+            lines.append("| " + " | ".join(cells) + " |")
+        wins = result.get("bridge_wins_ssim_brain")
+        if wins:
+            lines += ["", f"Bridge vs U-Net, brain SSIM per subject: the bridge is higher on {wins[0]} of {wins[1]}."]
+        lines.append("")
+    lines += ["![translations](translation_cpu.png)", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", type=Path, default=Path("build/translation_train/manifest.json"))
+    parser.add_argument("--heldout-manifest", type=Path, default=Path("build/translation_heldout/manifest.json"))
+    parser.add_argument("--targets", nargs="+", default=["t2", "flair"])
+    parser.add_argument("--budget-s", type=float, default=720.0, help="wall-clock training seconds per model")
+    parser.add_argument("--train-pairs", type=int, default=None, help="use only the first N training pairs")
+    parser.add_argument("--heldout", type=int, default=8)
+    parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--sampling-steps", type=int, default=25)
+    parser.add_argument("--shipped", default="Resources/Models/t1-to-flair-64x80x64")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    report = {"command": "python benchmarks/bench_translation.py " + " ".join(sys.argv[1:]),
+              "machine": f"2-core CPU host, {args.threads} thread(s); another job may have shared the host",
+              "budget_s": args.budget_s, "heldout": args.heldout, "samples": args.samples,
+              "sampling_steps": args.sampling_steps, "targets": {}}
+    figure = {}
+    for target in args.targets:
+        result = run_target(target, args)
+        figure.update(result.pop("figure"))
+        methods = result["methods"]
+        pairs = zip(methods["bridge"]["subjects"], methods["U-Net"]["subjects"])
+        result["bridge_wins_ssim_brain"] = [sum(b["ssim_brain"] > u["ssim_brain"] for b, u in pairs), result["heldout"]]
+        report["targets"][target] = result
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "translation_cpu.json").write_text(json.dumps(report, indent=1))
+    (args.out / "translation_cpu.md").write_text(markdown(report))
+    save_translation_figure(figure, args.out / "translation_cpu.png", maps=("bridge std", "bridge |error|"),
+                            title="held-out subject 0: T1w source, truth, baselines, bridge (mean of samples)",
+                            overwrite=True)
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()
