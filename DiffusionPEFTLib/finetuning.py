@@ -60,6 +60,8 @@ def fine_tune(model: DiffusionModel, files: list[Path], settings: FineTuneSettin
         model.check_class_label(settings.class_label)
     labels = [label] * len(files) if label is not None else None
     data = TrainingVolumes.load(files, model.config.input, labels, context.budget, sources)
+    if warning := data.resampling_warning():
+        context.events.log(warning, level="warning")
     val_fraction = settings.val_fraction or (0.2 if recipe.needs_validation else 0.0)
     train, val = split_validation(data, val_fraction, context.seed)
     steps = settings.steps

@@ -5,14 +5,18 @@ target contrast's own scanner units are unknown). With ``--samples K`` (K ≥ 2)
 stochastic translations and ``OUT_std`` their per-voxel standard deviation (the uncertainty map).
 With ``--reference TRUTH`` the mean is scored against it (PSNR, SSIM, NRMSE, MS-SSIM) on the model grid,
 both in the model's normalised intensity range (each percentile-normalised, as in training).
+A source whose intensity signature is unlike the model's training sources (:mod:`..translation.contrast_check`)
+is translated, with a warning event and the warning in the outputs' header (NIfTI ``descrip``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from ..events import EventSink
 from ..files import Output
 from ..metrics import compare_volumes
 from ..volumes import GridMapping, Volume, from_model_grid, read_volume, resample, to_model_grid, write_volume
@@ -61,17 +65,19 @@ def run(args, context):
     spec = model.config.input
     on_grid, mapping = to_model_grid(source, spec.shape, spec.spacing)
     params = spec.normalisation().fit(on_grid.data)
+    normalised = params.apply(on_grid.data)
+    description = _check_contrast(model, normalised, Path(args.source).name, context.events)
     eta = args.eta if args.eta is not None else (0.0 if args.samples == 1 else 1.0)
-    mean, std = translate(model, torch.from_numpy(params.apply(on_grid.data))[None, None], args.steps,
+    mean, std = translate(model, torch.from_numpy(normalised)[None, None], args.steps,
                           args.samples, eta, context.generator(), context.events, context.cancel)
     result = _on_source_grid(params.invert(mean[0, 0].numpy()), on_grid.affine, mapping)
-    write_volume(result, args.out, overwrite=args.overwrite)
+    write_volume(result, args.out, overwrite=args.overwrite, description=description)
     context.events.artifact("volume", str(args.out), "translation")
     outputs = [Path(args.out)]
     if std is not None:
         scale = (params.source_high - params.source_low) / (params.target_high - params.target_low)
         write_volume(_on_source_grid(std[0, 0].numpy() * scale, on_grid.affine, mapping), std_path(args.out),
-                     overwrite=args.overwrite)
+                     overwrite=args.overwrite, description=description)
         context.events.artifact("volume", str(std_path(args.out)), "uncertainty")
         outputs.append(std_path(args.out))
     if reference is not None:
@@ -85,3 +91,23 @@ def run(args, context):
 
 def _on_source_grid(data, model_affine, mapping: GridMapping) -> Volume:
     return from_model_grid(Volume(data, model_affine), mapping)
+
+
+def _check_contrast(model, normalised: np.ndarray, name: str, events: EventSink) -> str:
+    """Compare the source (``normalised``: (X, Y, Z) on the model grid, in the model range) with the model's
+    signature of its training sources: a warning event when it looks like another contrast, an info event
+    otherwise or when the package has none. Returns the description for the outputs' header (ASCII)."""
+    spec = model.spec
+    signature, note = spec.source_signature, f"DiffusionPEFT translation {spec.source}->{spec.target}"
+    if signature is None:
+        events.log(f"This model has no intensity signature of its '{spec.source}' sources (it was trained before "
+                   f"the check existed): the contrast of {name} is not checked.")
+        return note
+    grid = model.config.input
+    distance, threshold = signature.distance(normalised, grid.normalisation().range, grid.spacing), signature.threshold
+    if distance <= threshold:
+        events.log(f"{name} looks like the model's source '{spec.source}' (distance {distance:.3f} ≤ {threshold:.3f}).")
+        return note
+    events.log(f"{name} looks like a different contrast than the model's source '{spec.source}' (distance "
+               f"{distance:.3f} > threshold {threshold:.3f}); the translation may be meaningless.", level="warning")
+    return f"DiffusionPEFT {spec.source}->{spec.target} WARNING: source unlike {spec.source} ({distance:.3f}>{threshold:.3f})"

@@ -9,6 +9,7 @@ from ..files import work_folder, write_text_atomic
 from ..models import InputSpec, ModelConfig, save_model
 from ..training import CHECKPOINT_NAME, Trainer, TrainConfig, TrainingVolumes, split_validation
 from ..translation.bridge import KINDS, PREDICTIONS, BridgeConfig
+from ..translation.contrast_check import source_signature
 from ..translation.model import TranslationModel, TranslationSpec
 from ..translation.pairs import find_pairs
 from ..translation.puzzle import FACTORS
@@ -71,6 +72,8 @@ def run(args, context):
     sources, targets = find_pairs(args.pairs, args.source, args.target)
     context.events.log(f"Loading {len(targets)} (source, target) pairs onto the model grid.")
     data = TrainingVolumes.load(targets, config.input, budget=context.budget, sources=sources)
+    if warning := data.resampling_warning():
+        context.events.log(warning, level="warning")
     train, val = split_validation(data, args.val_fraction, context.seed)
     model = TranslationModel(config)
     context.events.log(f"Translation model {model.spec.source} → {model.spec.target}: {model.parameter_count():,} "
@@ -95,6 +98,11 @@ def run(args, context):
             "batch": args.batch, "lr": args.lr, "seed": context.seed, "wall_s": round(result.wall_s, 1),
             "device": str(context.device), "best_val_loss": result.best_val_loss,
             "final_loss_mean_last_50": sum(result.losses[-50:]) / len(result.losses[-50:])}}
+        # after training and outside the trainer's identity, so a run started before signatures existed resumes
+        model.record_source_signature(source_signature(data.sources[:, 0].numpy(), config.input.normalisation().range,
+                                                       config.input.spacing))
+        context.events.log(f"Intensity signature of the {len(data)} {model.spec.source} sources recorded: translate "
+                           f"warns above a distance of {model.spec.source_signature.threshold:.3f}.")
         path = save_model(model, args.out, provenance, overwrite=args.overwrite)
     context.events.artifact("model", str(path), "model")
     return [path]

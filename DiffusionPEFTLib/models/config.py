@@ -21,6 +21,18 @@ TASKS = ("synthesis", "translation")  # what a package is for; a command given t
 _POSITIVE_INT = {"type": "integer", "minimum": 1, "description": "a whole number ≥ 1 is needed"}
 _POSITIVE_NUMBER = {"type": "number", "exclusiveMinimum": 0, "description": "a number > 0 is needed"}
 _INTS = {"type": "array", "items": _POSITIVE_INT, "minItems": 1, "description": "a list of whole numbers ≥ 1 is needed"}
+_NUMBER_PAIR = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
+                "description": "two numbers [low, high] are needed"}
+# optional: packages written before it existed have none, and translate then skips the contrast check
+_SOURCE_SIGNATURE = {
+    "type": "object", "required": ["bins", "range", "smoothing_mm", "foreground", "threshold"],
+    "additionalProperties": False, "description": "an object with bins, range, smoothing_mm, foreground, threshold",
+    "properties": {
+        "bins": {"type": "array", "items": {"type": "number", "minimum": 0}, "minItems": 2,
+                 "description": "a list of at least two numbers ≥ 0 is needed"},
+        "range": _NUMBER_PAIR, "smoothing_mm": _POSITIVE_NUMBER, "threshold": _POSITIVE_NUMBER,
+        "foreground": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "description": "a number in [0, 1) is needed"},
+    }}
 MODEL_SCHEMA = {
     "type": "object",
     "required": ["format_version", "architecture", "input"],
@@ -31,7 +43,8 @@ MODEL_SCHEMA = {
     "properties": {
         "format_version": {"type": "integer", "description": "a whole number is needed"},
         "task": {"enum": list(TASKS), "description": f"one of {', '.join(TASKS)} is needed"},
-        "translation": {"type": "object", "description": "an object with the translation settings is needed"},
+        "translation": {"type": "object", "description": "an object with the translation settings is needed",
+                        "properties": {"source_signature": _SOURCE_SIGNATURE}},
         "architecture": {"type": "object", "required": ["arguments"], "properties": {"arguments": {
             "type": "object",
             "required": ["spatial_dims", "in_channels", "out_channels", "channels", "attention_levels"],
@@ -69,8 +82,7 @@ MODEL_SCHEMA = {
                 "intensity": {"type": "object", "required": ["lower", "upper", "range"], "properties": {
                     "lower": {"type": "number", "minimum": 0, "maximum": 100, "description": "a percentile 0–100 is needed"},
                     "upper": {"type": "number", "minimum": 0, "maximum": 100, "description": "a percentile 0–100 is needed"},
-                    "range": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
-                              "description": "two numbers [low, high] are needed"}}},
+                    "range": _NUMBER_PAIR}},
                 "condition_classes": {"type": "array", "items": {"type": "string"},
                                       "description": "a list of class names is needed"},
             }},

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -19,7 +19,10 @@ import torch
 from ..errors import InputError
 from ..memory import MemoryBudget
 from ..models.config import InputSpec
-from ..volumes import VOLUME_SUFFIXES, read_volume, resample, to_model_grid
+from ..volumes import VOLUME_SUFFIXES, Volume, read_volume, resample, to_model_grid
+from ..volumes.grid import field_of_view_overlap
+
+MIN_PAIR_OVERLAP = 0.5  # a target must cover at least this fraction of its source's field of view
 
 
 def find_volume_files(sources: list[str | Path], pattern: str | None = None, contrast: str | None = None) -> list[Path]:
@@ -89,33 +92,48 @@ def _json_manifest_entries(path: Path, text: str, contrast: str | None) -> list[
 class TrainingVolumes:
     """Volumes on the model grid: ``images`` (N, 1, X, Y, Z) float32 in the model range, optional
     integer ``labels`` (N,), the files they came from, and for paired data (translation) the ``sources``
-    (N, 1, X, Y, Z): each target is resampled onto its source's model grid, so a pair stays aligned."""
+    (N, 1, X, Y, Z): each target is resampled onto its source's model grid, so a pair stays aligned.
+    ``resampled``: what :meth:`load` found for paired data, one line per pair whose target file lies on
+    another grid (shape or affine) than its source file."""
 
     images: torch.Tensor
     labels: torch.Tensor | None
     files: list[Path]
     sources: torch.Tensor | None = None
+    resampled: list[str] = field(default_factory=list)
 
     @classmethod
     def load(cls, files: list[Path], spec: InputSpec, labels: list[int] | None = None,
              budget: MemoryBudget | None = None, sources: list[Path] | None = None) -> "TrainingVolumes":
-        """``files`` (the targets) and, for paired data, the ``sources`` they are paired with (same order)."""
+        """``files`` (the targets) and, for paired data, the ``sources`` they are paired with (same order).
+        InputError for a target that covers less than MIN_PAIR_OVERLAP of its source's field of view."""
         normalisation = spec.normalisation()
 
         def normalised(volume) -> torch.Tensor:
             return torch.from_numpy(normalisation.fit(volume.data).apply(volume.data))[None]
 
-        images, source_images = [], []
+        images, source_images, resampled = [], [], []
         for index, path in enumerate(files):
             if sources is None:
                 volume, _ = to_model_grid(read_volume(path, budget), spec.shape, spec.spacing)
             else:
-                source, _ = to_model_grid(read_volume(sources[index], budget), spec.shape, spec.spacing)
-                volume = resample(read_volume(path, budget), source.shape, source.affine)
+                source_file, target = read_volume(sources[index], budget), read_volume(path, budget)
+                if not target.same_grid(source_file):
+                    resampled.append(_resampled_pair(Path(sources[index]), source_file, Path(path), target))
+                source, _ = to_model_grid(source_file, spec.shape, spec.spacing)
+                volume = resample(target, source.shape, source.affine)
                 source_images.append(normalised(source))
             images.append(normalised(volume))
         label_tensor = torch.tensor(labels, dtype=torch.long) if labels is not None else None
-        return cls(torch.stack(images), label_tensor, list(files), torch.stack(source_images) if sources else None)
+        return cls(torch.stack(images), label_tensor, list(files), torch.stack(source_images) if sources else None,
+                   resampled)
+
+    def resampling_warning(self) -> str | None:
+        """One line for the user when :meth:`load` resampled targets onto their source's grid (else None)."""
+        if not self.resampled:
+            return None
+        return (f"{len(self.resampled)} of {len(self)} pairs have their target on another grid than their source; "
+                f"each such target was resampled onto its source's grid (first: {self.resampled[0]}).")
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -124,6 +142,29 @@ class TrainingVolumes:
         labels = self.labels[indices] if self.labels is not None else None
         sources = self.sources[indices] if self.sources is not None else None
         return TrainingVolumes(self.images[indices], labels, [self.files[i] for i in indices], sources)
+
+
+def _resampled_pair(source_path: Path, source: Volume, target_path: Path, target: Volume) -> str:
+    """'TARGET (grid) onto SOURCE (grid)'; InputError when the target covers too little of the source's view."""
+    overlap = field_of_view_overlap(source, target)
+    if overlap < MIN_PAIR_OVERLAP:
+        raise InputError(f"{_name(target_path)} covers {overlap:.0%} of the field of view of {_name(source_path)}, "
+                         f"its source; a pair needs at least {MIN_PAIR_OVERLAP:.0%} to show the same anatomy "
+                         f"(target {_grid(target)}; source {_grid(source)}).",
+                         hint="Check that the two files are the same subject's scans (the manifest's rows, or the "
+                         "subject names in the two folders) and that their headers place them in the same space.")
+    return f"{_name(target_path)} ({_grid(target)}) onto {_name(source_path)} ({_grid(source)})"
+
+
+def _name(path: Path) -> str:
+    """The file name with its folder's name ('sub-001/t1.nii.gz'): subjects' scans often share file names."""
+    return Path(path.parent.name, path.name).as_posix()
+
+
+def _grid(volume: Volume) -> str:
+    """'16×20×16 voxels of 12×12×12 mm, first voxel at (−90.0, −126.0, −72.0) mm'."""
+    return (f"{'×'.join(map(str, volume.shape))} voxels of {'×'.join(f'{s:.3g}' for s in volume.spacing)} mm, "
+            f"first voxel at ({', '.join(f'{c:.1f}' for c in volume.affine[:3, 3])}) mm")
 
 
 def split_validation(data: TrainingVolumes, fraction: float, seed: int) -> tuple[TrainingVolumes, TrainingVolumes | None]:

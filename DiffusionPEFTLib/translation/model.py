@@ -8,7 +8,7 @@ model package like the others with ``"task": "translation"`` and a ``translation
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +19,7 @@ from ..models.config import ModelConfig
 from ..models.diffusion_model import build_unet
 from ..models.package import load_package
 from .bridge import BridgeConfig, BridgeSchedule
+from .contrast_check import SourceSignature
 from .puzzle import FACTORS, Puzzle
 from .puzzle_loss import puzzle_gradient_loss
 
@@ -26,22 +27,32 @@ from .puzzle_loss import puzzle_gradient_loss
 @dataclass(frozen=True)
 class TranslationSpec:
     """source/target: contrast names; puzzle: factor p; bridge: its schedule and prediction;
-    puzzle_gradient_weight: λ of the puzzle-gradient loss (0: off)."""
+    puzzle_gradient_weight: λ of the puzzle-gradient loss (0: off); source_signature: the training sources'
+    intensity signature (recorded after training; None in packages made before it existed)."""
 
     source: str
     target: str
     puzzle: int = 2
     bridge: BridgeConfig = BridgeConfig()
     puzzle_gradient_weight: float = 0.1
+    source_signature: SourceSignature | None = None
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "bridge": asdict(self.bridge)}
+        """model.json's translation section; without a signature the key is left out (so a training run's
+        identity, which holds this section, is what it was before signatures existed)."""
+        values = {**asdict(self), "bridge": asdict(self.bridge)}
+        del values["source_signature"]
+        if self.source_signature is not None:
+            values["source_signature"] = self.source_signature.to_dict()
+        return values
 
     @classmethod
     def from_dict(cls, spec: dict, source: str = "model.json") -> "TranslationSpec":
         try:
             values = dict(spec)
             values["bridge"] = BridgeConfig(**values.get("bridge", {}))
+            if values.get("source_signature") is not None:
+                values["source_signature"] = SourceSignature.from_dict(values["source_signature"])
             made = cls(**values)
         except (TypeError, ValueError) as exc:
             raise ModelError(f"{source}: the translation section is not valid ({exc}).",
@@ -65,6 +76,11 @@ class TranslationModel(nn.Module):
         self.unet = unet if unet is not None else build_unet(config.unet)
         self.bridge = BridgeSchedule(self.spec.bridge)
         self.puzzle = Puzzle(self.spec.puzzle, multiple=2 ** (len(config.unet["channels"]) - 1))
+
+    def record_source_signature(self, signature: SourceSignature) -> None:
+        """Store the training sources' signature in ``spec`` and ``config`` (written by ``save_model``)."""
+        self.spec = replace(self.spec, source_signature=signature)
+        self.config = replace(self.config, translation=self.spec.to_dict())
 
     @property
     def grid_shape(self) -> tuple[int, int, int]:

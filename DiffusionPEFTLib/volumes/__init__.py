@@ -2,12 +2,12 @@
 
 from .volume import Volume, check_volume
 from .io import read_volume, write_volume, VOLUME_SUFFIXES
-from .grid import GridMapping, model_grid_affine, resample, to_model_grid, from_model_grid
+from .grid import GridMapping, field_of_view_overlap, model_grid_affine, resample, to_model_grid, from_model_grid
 from .intensity import IntensityNormalisation, NormalisationParams
 from .slicer_geometry import from_slicer_array, to_slicer_array
 
 __all__ = [
     "Volume", "check_volume", "read_volume", "write_volume", "VOLUME_SUFFIXES", "GridMapping",
-    "model_grid_affine", "resample", "to_model_grid", "from_model_grid", "IntensityNormalisation",
+    "field_of_view_overlap", "model_grid_affine", "resample", "to_model_grid", "from_model_grid", "IntensityNormalisation",
     "NormalisationParams", "from_slicer_array", "to_slicer_array",
 ]

@@ -54,6 +54,22 @@ def resample(volume: Volume, shape, affine: np.ndarray, order: int = 1, antialia
     return Volume(out.astype(np.float32), affine)
 
 
+def field_of_view_overlap(volume: Volume, other: Volume) -> float:
+    """The fraction (0–1) of ``volume``'s field of view that ``other``'s covers, both as RAS bounding boxes
+    (axis-aligned boxes around the outer voxel corners, in mm)."""
+    low, high = _ras_box(volume)
+    other_low, other_high = _ras_box(other)
+    common = np.clip(np.minimum(high, other_high) - np.maximum(low, other_low), 0.0, None)
+    return float(np.prod(common) / np.prod(high - low))
+
+
+def _ras_box(volume: Volume) -> tuple[np.ndarray, np.ndarray]:
+    """(lowest, highest) RAS corner (mm, (3,) each) of the box around the volume's 8 outer voxel corners."""
+    corners = np.array(np.meshgrid(*[(-0.5, s - 0.5) for s in volume.shape], indexing="ij")).reshape(3, -1)
+    ras = volume.affine[:3, :3] @ corners + volume.affine[:3, 3:]
+    return ras.min(axis=1), ras.max(axis=1)
+
+
 def to_model_grid(volume: Volume, shape, spacing) -> tuple[Volume, GridMapping]:
     """Resample onto a model grid centred on the volume's field of view; return it and the way back."""
     affine = model_grid_affine(volume.center_ras(), shape, spacing)

@@ -131,10 +131,15 @@ def itk_affine(image) -> np.ndarray:
     return LPS_TO_RAS @ lps
 
 
-def write_volume(volume: Volume, path: str | Path, overwrite: bool = False) -> Path:
+NOTE_KEY = "DiffusionPEFT_note"  # the metadata key of a description in NRRD/MHA headers
+NIFTI_DESCRIPTION_BYTES = 79  # the NIfTI-1 header's descrip field: 80 bytes, NUL-terminated
+
+
+def write_volume(volume: Volume, path: str | Path, overwrite: bool = False, description: str | None = None) -> Path:
     """Write atomically (temporary name, then rename); the format follows the extension.
 
-    An existing file is replaced only with ``overwrite`` (and only if it is a volume file)."""
+    An existing file is replaced only with ``overwrite`` (and only if it is a volume file). ``description``:
+    a note kept in the file's header, NIfTI ``descrip`` (ASCII, cut to 79 bytes) or the ``NOTE_KEY`` field."""
     path = Path(path)
     suffix = volume_suffix(path)
     with atomic_output(path, overwrite) as tmp:
@@ -144,6 +149,8 @@ def write_volume(volume: Volume, path: str | Path, overwrite: bool = False) -> P
             image = nib.Nifti1Image(np.asarray(volume.data, dtype=np.float32), volume.affine)
             image.set_qform(volume.affine, code=1)
             image.set_sform(volume.affine, code=1)
+            if description is not None:
+                image.header["descrip"] = description.encode("ascii", "replace")[:NIFTI_DESCRIPTION_BYTES]
             nib.save(image, str(tmp))
         else:
             import SimpleITK as sitk
@@ -154,5 +161,7 @@ def write_volume(volume: Volume, path: str | Path, overwrite: bool = False) -> P
             image.SetSpacing([float(s) for s in spacing])
             image.SetDirection([float(v) for v in (lps[:3, :3] / spacing).ravel()])
             image.SetOrigin([float(v) for v in lps[:3, 3]])
+            if description is not None:
+                image.SetMetaData(NOTE_KEY, " ".join(description.split()))  # one header line
             sitk.WriteImage(image, str(tmp), True)
     return path

@@ -63,6 +63,9 @@ def volume_file(name: str, data, affine=np.eye(4), dtype=np.float32):
     return setup
 
 
+FAR_RIGHT = np.array([[3.0, 0, 0, 900], [0, 3, 0, 0], [0, 0, 3, 0], [0, 0, 0, 1]])  # 900 mm right of ref.nii.gz
+
+
 def text_file(name: str, text: str = "not what the name says\n"):
     def setup(root: Path) -> None:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -320,6 +323,23 @@ CASES = {
     "translate-train-out-is-pair": Case(["translate-train", "pairs.csv", "--out", "ref.nii.gz", "--overwrite"],
                                         "input", ["is the input"],
                                         text_file("pairs.csv", "source,target\nref.nii.gz,existing.nii.gz\n")),
+    "translate-train-pair-4d": Case(["translate-train", "pairs.csv", "--out", "t"], "input",
+                                    ["s4.nii.gz", "(8, 8, 8, 3)", "3d"],
+                                    combined(text_file("pairs.csv", "source,target\nref.nii.gz,s4.nii.gz\n"),
+                                             volume_file("s4.nii.gz", np.random.rand(8, 8, 8, 3)))),
+    "translate-train-pair-2d": Case(["translate-train", "pairs.csv", "--out", "t"], "input",
+                                    ["s2.nii.gz", "(16, 16)", "3d"],
+                                    combined(text_file("pairs.csv", "source,target\ns2.nii.gz,ref.nii.gz\n"),
+                                             volume_file("s2.nii.gz", np.random.rand(16, 16)))),
+    "translate-train-pair-apart": Case(["translate-train", "pairs.csv", "--out", "t"], "input",
+                                       ["far.nii.gz covers 0%", "ref.nii.gz", "same subject"],
+                                       combined(text_file("pairs.csv", "source,target\nref.nii.gz,far.nii.gz\n"),
+                                                volume_file("far.nii.gz", np.random.rand(8, 8, 8), FAR_RIGHT))),
+    # the source is read (and refused) before the model, so the sandbox's synthesis model stands in for one
+    "translate-source-4d": Case(["translate", "model", "s4.nii.gz", "--out", "t.nii.gz"], "input",
+                                ["s4.nii.gz", "(8, 8, 8, 3)", "3d"], volume_file("s4.nii.gz", np.random.rand(8, 8, 8, 3))),
+    "translate-source-2d": Case(["translate", "model", "s2.nii.gz", "--samples", "2", "--out", "t.nii.gz"], "input",
+                                ["s2.nii.gz", "(16, 16)", "3d"], volume_file("s2.nii.gz", np.random.rand(16, 16))),
     "translate-synthesis-model": Case(["translate", "model", "ref.nii.gz", "--out", "t.nii.gz"], "model",
                                       ["synthesis model", "diffusion-peft synthesize"]),
     "translate-out-is-source": Case(["translate", "model", "ref.nii.gz", "--out", "ref.nii.gz", "--overwrite"],

@@ -7,9 +7,10 @@ import SimpleITK as sitk
 from conftest import oblique_affine, smooth_volume
 
 from DiffusionPEFTLib.volumes import (
-    IntensityNormalisation, Volume, from_model_grid, from_slicer_array, read_volume, resample, to_model_grid,
-    to_slicer_array, write_volume,
+    IntensityNormalisation, Volume, field_of_view_overlap, from_model_grid, from_slicer_array, read_volume, resample,
+    to_model_grid, to_slicer_array, write_volume,
 )
+from DiffusionPEFTLib.volumes.io import NOTE_KEY
 
 
 @pytest.fixture
@@ -136,3 +137,28 @@ def test_complex_volumes_are_refused_not_silently_made_real(tmp_path):
     for name in ("c.nii.gz", "c.nrrd"):
         with pytest.raises(InputError, match="complex"):
             read_volume(tmp_path / name)
+
+
+def test_field_of_view_overlap_is_the_covered_fraction_of_the_first_box(oblique):
+    assert field_of_view_overlap(oblique, oblique) == pytest.approx(1.0)
+    box = Volume(np.ones((10, 10, 10), np.float32), np.diag([2.0, 2.0, 2.0, 1.0]))  # 20 mm cube
+    shifted = np.diag([2.0, 2.0, 2.0, 1.0])
+    shifted[0, 3] = 5.0  # a quarter of the cube along R
+    assert field_of_view_overlap(box, Volume(box.data, shifted)) == pytest.approx(0.75)
+    big = Volume(np.ones((10, 10, 10), np.float32), np.diag([4.0, 4.0, 4.0, 1.0]))  # 40 mm, covers the cube
+    assert field_of_view_overlap(box, big) == pytest.approx(1.0)
+    assert field_of_view_overlap(big, box) == pytest.approx(1 / 8)
+    shifted[0, 3] = 100.0
+    assert field_of_view_overlap(box, Volume(box.data, shifted)) == 0.0
+
+
+def test_a_description_goes_into_the_nifti_descrip_and_the_nrrd_header(tmp_path, oblique):
+    long = "DiffusionPEFT t1->flair WARNING: é " + "x" * 100
+    write_volume(oblique, tmp_path / "a.nii.gz", description=long)
+    descrip = nib.load(str(tmp_path / "a.nii.gz")).header["descrip"].item()
+    assert descrip == long.encode("ascii", "replace")[:79] and descrip.startswith(b"DiffusionPEFT t1->flair WARNING: ?")
+    write_volume(oblique, tmp_path / "a.nrrd", description="DiffusionPEFT translation t1->flair")
+    assert sitk.ReadImage(str(tmp_path / "a.nrrd")).GetMetaData(NOTE_KEY) == "DiffusionPEFT translation t1->flair"
+    write_volume(oblique, tmp_path / "b.nii.gz")
+    assert nib.load(str(tmp_path / "b.nii.gz")).header["descrip"].item() == b""
+    np.testing.assert_allclose(read_volume(tmp_path / "a.nrrd").affine, oblique.affine, atol=1e-5)
