@@ -18,6 +18,17 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: str | Path, overwrite: bool, title: str | None = None) -> Path:
+    """Title (if any), tight layout, write the PNG atomically, close the figure."""
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_output(path, overwrite) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
 def save_loss_curve(losses: list[float], path: str | Path, val_losses: list[tuple[int, float]] = (),
                     title: str = "training loss", overwrite: bool = False) -> Path:
     """Per-step loss (faint) with a moving average, plus validation points if given."""
@@ -37,11 +48,7 @@ def save_loss_curve(losses: list[float], path: str | Path, val_losses: list[tupl
     ax.set_ylabel("loss")
     ax.set_title(title)
     ax.legend(frameon=False, fontsize=8)
-    fig.tight_layout()
-    with atomic_output(path, overwrite) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return Path(path)
+    return _save(plt, fig, path, overwrite)
 
 
 def central_slices(volume: np.ndarray) -> list[np.ndarray]:
@@ -70,13 +77,7 @@ def save_montage(rows: dict[str, list[np.ndarray]], path: str | Path, views: str
             for offset, image in enumerate(slices):
                 axes[row][index * per_volume + offset].imshow(image, cmap="gray", vmin=low, vmax=high)
         axes[row][0].set_title(name, fontsize=8, loc="left")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    with atomic_output(path, overwrite) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return Path(path)
+    return _save(plt, fig, path, overwrite, title)
 
 
 def save_translation_figure(rows: dict[str, dict[str, np.ndarray]], path: str | Path, maps: tuple[str, ...] = (),
@@ -101,10 +102,4 @@ def save_translation_figure(rows: dict[str, dict[str, np.ndarray]], path: str | 
             axes[row][index].set_title(name, fontsize=7)
         axes[row][0].text(-0.08, 0.5, case, transform=axes[row][0].transAxes, rotation=90, fontsize=7,
                           ha="right", va="center")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    with atomic_output(path, overwrite) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return Path(path)
+    return _save(plt, fig, path, overwrite, title)
