@@ -12,7 +12,7 @@ from typing import Any
 from .adapters import AdapterSet, get_method, inject, plan_adapter
 from .adapters.plan import AdapterPlan
 from .context import RunContext
-from .errors import AdapterError
+from .errors import AdapterError, InputError
 from .models.diffusion_model import DiffusionModel
 from .training import Trainer, TrainConfig, TrainingVolumes, TrainResult, split_validation
 
@@ -36,6 +36,7 @@ class FineTuneSettings:
     checkpoint_every: int = 100
     augment: bool = True
     class_label: int | None = None
+    class_name: str | None = None
     resume: bool = False
 
 
@@ -58,6 +59,7 @@ def fine_tune(model: DiffusionModel, files: list[Path], settings: FineTuneSettin
     label = recipe.new_class_label if recipe.new_class_label is not None else settings.class_label
     if recipe.new_class_label is None:
         model.check_class_label(settings.class_label)
+        check_labelled(model, label, settings.method)
     labels = [label] * len(files) if label is not None else None
     data = TrainingVolumes.load(files, model.config.input, labels, context.budget, sources)
     if warning := data.resampling_warning():
@@ -91,8 +93,19 @@ def fine_tune(model: DiffusionModel, files: list[Path], settings: FineTuneSettin
         "accum": settings.accum, "lr": config.lr, "seed": context.seed, "device": str(context.device),
         "wall_s": round(result.wall_s, 1), "final_loss": sum(result.losses[-20:]) / max(1, len(result.losses[-20:])),
         "best_val_loss": result.best_val_loss, "class_label": label,
+        **({"new_class_name": settings.class_name or f"class {label}"} if recipe.new_class_label is not None else {}),
     }
     return FineTuneOutcome(adapters, result, provenance)
+
+
+def check_labelled(model: DiffusionModel, label: int | None, method: str) -> None:
+    """A class-conditioned model trains on labelled volumes: InputError when no class was named."""
+    names = list(model.config.input.condition_classes)
+    if label is None and (model.config.unet.get("num_class_embeds") or 0) > 0:
+        raise InputError(f"This model is class-conditioned ({', '.join(names) or 'unnamed classes'}); the training "
+                         "volumes need a class.",
+                         hint=f"Give --contrast with one of {', '.join(names)} (or --class-label N), or add a class for a "
+                         f"new contrast with --method controlled --option new_class=true (not {method}).")
 
 
 def check_adapter_size(plan: AdapterPlan) -> None:

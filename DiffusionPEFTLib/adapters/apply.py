@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from ..events import EventSink
 from ..models.diffusion_model import DiffusionModel
-from .package import load_adapter
+from .package import load_adapter, read_manifest
 
 
 def merge_adapter_package(model: DiffusionModel, folder: str | Path, events: EventSink | None = None,
@@ -20,6 +21,13 @@ def merge_adapter_package(model: DiffusionModel, folder: str | Path, events: Eve
                                allow_fingerprint_mismatch=allow_fingerprint_mismatch)
     counts = adapter_set.counts()
     model.unet = adapter_set.merge_and_unload()
+    provenance = read_manifest(folder)["provenance"]
+    new_class = provenance.get("new_class_name")
+    if new_class is not None and provenance.get("class_label") == len(model.config.input.condition_classes):  # controlled fine-tuning added a class: it gets its name (e.g. synthesize --contrast flair)
+        spec = model.config.input
+        model.config = dataclasses.replace(
+            model.config, unet={**model.config.unet, "num_class_embeds": model.unet.class_embedding.num_embeddings},
+            input=dataclasses.replace(spec, condition_classes=(*spec.condition_classes, new_class)))
     if events is not None:
         events.log(f"Merged adapter {Path(folder).name} ({adapter_set.method.name}, {counts.total:,} trained "
                    f"parameters) into the base model.")

@@ -23,6 +23,30 @@ def numbered_outputs(out: str | Path, count: int) -> list[Path]:
     return [out.with_name(f"{stem}_{i:03d}{suffix}") for i in range(1, count + 1)]
 
 
+def suffixed(out: str | Path, tag: str) -> Path:
+    """``result.nii.gz`` + "std" → ``result_std.nii.gz`` (a companion output beside ``out``)."""
+    out = Path(out)
+    suffix = volume_suffix(out)
+    return out.with_name(f"{out.name[: -len(suffix)]}_{tag}{suffix}")
+
+
+def contrast_label(model, contrast: str | None, class_label: int | None = None) -> int | None:
+    """The class label of ``contrast`` (a name in the model's ``condition_classes``), else ``class_label``;
+    InputError for a name the model does not know or both given."""
+    from ..errors import InputError
+
+    if contrast is None:
+        return class_label
+    names = list(model.config.input.condition_classes)
+    if class_label is not None:
+        raise InputError("Give --contrast or --class-label, not both.", hint="--contrast takes the class's name.")
+    if contrast not in names:
+        raise InputError(f"This model has no contrast '{contrast}'.",
+                         hint=f"It knows: {', '.join(names)}." if names else
+                         "It is not class-conditioned: leave --contrast out.")
+    return names.index(contrast)
+
+
 def data_inputs(sources, pattern: str | None = None, contrast: str | None = None) -> list[Path]:
     """The sources as given plus every volume they expand to (manifests list files elsewhere)."""
     from ..training import find_volume_files

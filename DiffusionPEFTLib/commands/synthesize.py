@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..files import Output
 from ..synthesis import SAMPLERS, sample
 from ..volumes import GridMapping, Volume, from_model_grid, model_grid_affine, read_volume, write_volume
-from .common import load_model_for_job, numbered_outputs
+from .common import contrast_label, load_model_for_job, numbered_outputs
 from .option_types import non_negative_int, positive_int, unit_interval
 
 NAME = "synthesize"
@@ -27,6 +27,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--eta", type=unit_interval, default=0.0, help="DDIM stochasticity in [0, 1] (0: deterministic)")
     parser.add_argument("--class-label", type=non_negative_int, default=None,
                         help="class index for class-conditioned models")
+    parser.add_argument("--contrast", default=None,
+                        help="class by name for class-conditioned models (one of the model's condition_classes)")
     parser.add_argument("--batch", type=positive_int, default=1, help="volumes sampled together")
     parser.add_argument("--out", required=True, help="output volume (.nii.gz, .nrrd, …); numbered when --n > 1")
 
@@ -44,7 +46,8 @@ def run(args, context):
 
         model = merge_adapter_package(model, args.adapter, context.events)
     spec = model.config.input
-    images = sample(model, args.n, args.steps, args.sampler, args.eta, context.generator(), args.class_label,
+    label = contrast_label(model, args.contrast, args.class_label)
+    images = sample(model, args.n, args.steps, args.sampler, args.eta, context.generator(), label,
                     args.batch, context.events, context.cancel)
     if reference is not None:
         params = spec.normalisation().fit(_on_model_grid(reference, spec).data)

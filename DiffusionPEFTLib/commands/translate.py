@@ -20,8 +20,7 @@ from ..events import EventSink
 from ..files import Output
 from ..metrics import compare_volumes
 from ..volumes import GridMapping, Volume, from_model_grid, read_volume, resample, to_model_grid, write_volume
-from ..volumes.io import volume_suffix
-from .common import load_model_for_job
+from .common import load_model_for_job, suffixed
 from .option_types import positive_int, unit_interval
 
 NAME = "translate"
@@ -42,9 +41,7 @@ def add_arguments(parser) -> None:
 
 def std_path(out: str | Path) -> Path:
     """``result.nii.gz`` → ``result_std.nii.gz``."""
-    out = Path(out)
-    suffix = volume_suffix(out)
-    return out.with_name(f"{out.name[: -len(suffix)]}_std{suffix}")
+    return suffixed(out, "std")
 
 
 def paths(args):
