@@ -80,9 +80,9 @@ def save_montage(rows: dict[str, list[np.ndarray]], path: str | Path, views: str
     return _save(plt, fig, path, overwrite, title)
 
 
-def save_translation_figure(rows: dict[str, dict[str, np.ndarray]], path: str | Path, maps: tuple[str, ...] = (),
+def save_case_figure(rows: dict[str, dict[str, np.ndarray]], path: str | Path, maps: tuple[str, ...] = (),
                             title: str | None = None, overwrite: bool = False) -> Path:
-    """Axial middle slices of translations: one row per case (e.g. "T1w → FLAIR, sub-000"), one labelled
+    """Axial middle slices of results (translations, reconstructions): one row per case (e.g. "sub-000"), one labelled
     column per named (X, Y, Z) volume. Images share their row's 1st–99th percentile window; the columns
     named in ``maps`` (a std or error map) get their own 0–99th percentile window and a heat colour map."""
     plt = _pyplot()

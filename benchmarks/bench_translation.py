@@ -35,12 +35,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from DiffusionPEFTLib.commands import translate_train  # noqa: E402
 from DiffusionPEFTLib.errors import JobCancelled  # noqa: E402
-from DiffusionPEFTLib.plots import save_translation_figure  # noqa: E402
+from DiffusionPEFTLib.plots import save_case_figure  # noqa: E402
 from DiffusionPEFTLib.training import Trainer, TrainConfig, TrainingVolumes  # noqa: E402
 from DiffusionPEFTLib.training.callbacks import TrainingCallback  # noqa: E402
 from DiffusionPEFTLib.translation.baseline import histogram_matched  # noqa: E402
-from DiffusionPEFTLib.translation.evaluation import (simulated_brain_masks, translation_scores,  # noqa: E402
-                                                     uncertainty_error_correlation)
+from DiffusionPEFTLib.metrics.summary import uncertainty_error_correlation  # noqa: E402
+from DiffusionPEFTLib.translation.evaluation import simulated_brain_masks, translation_scores  # noqa: E402
 from DiffusionPEFTLib.translation.model import TranslationModel, load_translation_model  # noqa: E402
 from DiffusionPEFTLib.translation.pairs import find_pairs  # noqa: E402
 from DiffusionPEFTLib.translation.sampling import translate  # noqa: E402
@@ -238,7 +238,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "translation_cpu.json").write_text(json.dumps(report, indent=1))
     (args.out / "translation_cpu.md").write_text(markdown(report))
-    save_translation_figure(figure, args.out / "translation_cpu.png", maps=("bridge std", "bridge |error|"),
+    save_case_figure(figure, args.out / "translation_cpu.png", maps=("bridge std", "bridge |error|"),
                             title="held-out subject 0: T1w source, truth, baselines, bridge (mean of samples)",
                             overwrite=True)
     print(markdown(report))

@@ -14,4 +14,5 @@ COMMAND_MODULES = [
     "simulate",
     "translate_train",
     "translate",
+    "reconstruct",
 ]

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from ..metrics import compare_in_mask, compare_volumes
-from ..plots import save_translation_figure
+from ..metrics.summary import mean_and_std, uncertainty_error_correlation
+from ..plots import save_case_figure
 from ..training import TrainingVolumes
 from ..volumes import Volume, from_model_grid, read_volume, resample, to_model_grid, write_volume
 from .baseline import histogram_matched
@@ -29,17 +30,6 @@ def translation_scores(prediction: np.ndarray, truth: np.ndarray, brain: np.ndar
     inside = compare_in_mask(prediction, truth, brain, data_range)
     return {**{f"{k}_whole": whole[k] for k in ("psnr", "ssim", "nrmse")},
             **{f"{k}_brain": v for k, v in inside.items()}}
-
-
-def uncertainty_error_correlation(std: np.ndarray, prediction: np.ndarray, truth: np.ndarray,
-                                  brain: np.ndarray) -> float:
-    """Pearson r between the per-voxel std of the samples and the absolute error, inside ``brain``."""
-    return float(np.corrcoef(std[brain], np.abs(prediction - truth)[brain])[0, 1])
-
-
-def mean_and_std(values: list[float]) -> tuple[float, float]:
-    """(mean, sample std) of per-subject values; std 0 for one value."""
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 def simulated_brain_masks(manifest: str | Path, sources: list[Path], grids: list[Volume],
@@ -97,7 +87,7 @@ def translate_simulated(model: TranslationModel, manifest: Path, out: Path, samp
                 panels["std (uncertainty)"] = std
             panels["|error|"] = np.abs(prediction - truth)
             figure[name] = panels
-    save_translation_figure(figure, out / "translation.png", maps=("std (uncertainty)", "|error|"),
+    save_case_figure(figure, out / "translation.png", maps=("std (uncertainty)", "|error|"),
                             title=f"held-out {names.source} → {names.target}")
     summary = {method: {key: mean_and_std([r[key] for r in values]) for key in (*SCORES, "std_error_pearson")
                         if key in values[0]} for method, values in rows.items()}

@@ -66,6 +66,12 @@ def volume_file(name: str, data, affine=np.eye(4), dtype=np.float32):
 FAR_RIGHT = np.array([[3.0, 0, 0, 900], [0, 3, 0, 0], [0, 0, 3, 0], [0, 0, 0, 1]])  # 900 mm right of ref.nii.gz
 
 
+def npy_file(name: str, array: np.ndarray):
+    def setup(root: Path) -> None:
+        np.save(root / name, array)
+    return setup
+
+
 def text_file(name: str, text: str = "not what the name says\n"):
     def setup(root: Path) -> None:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -349,6 +355,27 @@ CASES = {
     "translate-eta-2": Case(["translate", "model", "ref.nii.gz", "--eta", "2", "--out", "t.nii.gz"], "input", ["--eta"]),
     "translate-std-exists": Case(["translate", "model", "ref.nii.gz", "--samples", "2", "--out", "t.nii.gz"], "input",
                                  ["t_std.nii.gz", "already exists"], volume_file("t_std.nii.gz", np.random.rand(8, 8, 8))),
+    # reconstruct
+    "reconstruct-out-is-source": Case(["reconstruct", "model", "ref.nii.gz", "--out", "ref.nii.gz", "--overwrite"],
+                                      "input", ["is the input"]),
+    "reconstruct-acceleration-half": Case(["reconstruct", "model", "ref.nii.gz", "--acceleration", "0.5", "--out",
+                                           "r.nii.gz"], "input", ["acceleration 0.5", "at least 1"]),
+    "reconstruct-acceleration-absurd": Case(["reconstruct", "model", "ref.nii.gz", "--acceleration", "1000", "--out",
+                                             "r.nii.gz"], "input", ["fewer than 2"]),
+    "reconstruct-method-unknown": Case(["reconstruct", "model", "ref.nii.gz", "--method", "unet", "--out", "r.nii.gz"],
+                                       "input", ["--method"]),
+    "reconstruct-kspace-without-mask": Case(["reconstruct", "model", "k.npy", "--kspace", "--out", "r.nii.gz"],
+                                            "input", ["--mask-file"], text_file("k.npy")),
+    "reconstruct-kspace-not-npy": Case(["reconstruct", "model", "k.npy", "--kspace", "--mask-file", "m.npy", "--out",
+                                        "r.nii.gz"], "input", ["cannot read k.npy"],
+                                       combined(text_file("k.npy"), text_file("m.npy"))),
+    "reconstruct-zerofilled-exists": Case(["reconstruct", "model", "ref.nii.gz", "--out", "r.nii.gz"], "input",
+                                          ["r_zerofilled.nii.gz", "already exists"],
+                                          volume_file("r_zerofilled.nii.gz", np.random.rand(8, 8, 8))),
+    "reconstruct-magnitude-as-kspace": Case(["reconstruct", "model", "k.npy", "--kspace", "--mask-file", "m.npy",
+                                             "--out", "r.nii.gz"], "input", ["real numbers", "complex"],
+                                            combined(npy_file("k.npy", np.ones((16, 16, 16), np.float32)),
+                                                     npy_file("m.npy", np.ones((16, 16), np.uint8)))),
     # simulate, demo, assess
     "simulate-out-user-folder": Case(["simulate", "--n", "2", "--out", "notes", "--overwrite"], "input",
                                      ["did not write"]),

@@ -8,8 +8,8 @@ from scipy import ndimage
 
 from DiffusionPEFTLib.errors import InputError
 from DiffusionPEFTLib.simulate import (
-    AnatomyVariation, TISSUE_LABELS, LESION_LABELS, coil_sensitivities, from_kspace, load_anatomy, resources_dir,
-    simulate_cohort, simulate_subject, to_kspace, TISSUE_RELAXATION,
+    AnatomyVariation, TISSUE_LABELS, LESION_LABELS, load_anatomy, resources_dir,
+    simulate_cohort, simulate_subject, TISSUE_RELAXATION,
 )
 from DiffusionPEFTLib.simulate.deformation import random_warp
 from DiffusionPEFTLib.simulate.subject import NORMAL_CLASSES
@@ -139,18 +139,6 @@ def test_the_warp_is_smooth_and_folds_nothing():
     assert 0.5 < np.abs(warp).mean() < 5.0
 
 
-@pytest.mark.parametrize("n_coils", [0, 4])
-def test_kspace_round_trip_returns_the_complex_image(n_coils):
-    image = simulate_subject(6, shape=(16, 20, 16), contrasts="t2").complex_images["t2"]
-    maps = coil_sensitivities(image.shape, n_coils) if n_coils else None
-    kspace = to_kspace(image, maps)
-    assert kspace.shape == ((n_coils,) if n_coils else ()) + image.shape and kspace.dtype == np.complex64
-    np.testing.assert_allclose(from_kspace(kspace, maps), image, atol=1e-5)
-    np.testing.assert_allclose(np.linalg.norm(kspace), np.linalg.norm(image), rtol=1e-4)  # orthonormal
-    if not n_coils:  # centred: DC at the middle, = Σx / √N
-        np.testing.assert_allclose(kspace[8, 10, 8], image.sum() / np.sqrt(image.size), rtol=1e-4)
-
-
 def test_cohort_draws_atrophy_per_subject_and_records_reproducible_seeds():
     subjects = list(simulate_cohort(3, seed=9, atrophy=(0.2, 0.6), shape=(16, 20, 16), spacing=8.0))
     atrophies = [s.params["atrophy"] for s in subjects]
@@ -181,8 +169,3 @@ def test_missing_anatomy_files_are_an_input_error(monkeypatch, tmp_path):
     finally:
         monkeypatch.delenv("DIFFUSIONPEFT_RESOURCES")
         load_anatomy.cache_clear()
-
-
-def test_coil_count_must_be_positive():
-    with pytest.raises(InputError, match="coils"):
-        coil_sensitivities((8, 8, 8), 0)
