@@ -1,6 +1,6 @@
 """DiffusionPEFT: fine-tune pretrained 3D diffusion models on scene volumes with parameter-efficient
-adapters, then synthesize volumes next to a reference or translate a source volume into another contrast,
-and compare them (DESIGN.md §4).
+adapters, then synthesize volumes next to a reference, reconstruct an undersampled scan with the model as
+prior, or translate a source volume into another contrast, and compare them (DESIGN.md §4).
 
 This file only assembles the module; the parameter node, the Logic and the panel live in
 ``DiffusionPEFTSlicer/``. The work runs in a subprocess (``PythonSlicer -m DiffusionPEFTLib run
@@ -33,8 +33,9 @@ class DiffusionPEFT(ScriptedLoadableModule):
         self.parent.contributors = ["DiffusionPEFT developers"]
         self.parent.helpText = _(
             "Fine-tune a pretrained 3D diffusion model on volumes of the scene with a parameter-efficient "
-            "adapter (TenVOO, LoRA, DoRA, …), synthesize new volumes on a reference grid or translate a source "
-            "volume into another contrast (with an uncertainty map), and compare them (MS-SSIM, SSIM, PSNR, NRMSE). "
+            "adapter (TenVOO, LoRA, DoRA, …), synthesize new volumes on a reference grid, reconstruct a "
+            "retrospectively undersampled scan with the model as prior, or translate a source volume into another "
+            "contrast (both with an uncertainty map), and compare them (MS-SSIM, SSIM, PSNR, NRMSE). "
             "See docs/slicer.md in the extension repository.")
         self.parent.acknowledgementText = _("Built on MONAI generative models and 3D Slicer.")
         slicer.app.connect("startupCompleted()", registerSampleData)

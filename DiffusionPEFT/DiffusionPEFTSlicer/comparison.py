@@ -1,5 +1,5 @@
-"""Reference vs output in the scene: a difference volume, a metrics table, linked side-by-side views with an
-overlay on the output (its difference, or its uncertainty map)."""
+"""Reference vs output in the scene: a difference volume, a metrics table (one column per compared output),
+linked side-by-side views with an overlay on the output (its difference, or its uncertainty map)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import vtk
 from .volume_exchange import placeNextTo
 
 METRIC_LABELS = {"ms_ssim": "MS-SSIM", "ssim": "SSIM", "psnr": "PSNR (dB)", "nrmse": "NRMSE"}
+ZERO_FILLED_PREFIX = "zero_filled_"  # reconstruct's metrics of its zero-filled baseline
 COMPARE_ORIENTATION = "Axial"  # both views, explicitly: a view keeps its plane when the layout changes
 OVERLAY_OPACITY = 0.5
 DIFFERENCE_COLORS = "vtkMRMLColorTableNodeFileDivergingBlueRed.txt"  # blue < 0 < red
@@ -53,19 +54,32 @@ def _showInColors(node, colorNodeID: str, window: float, level: float) -> None:
     display.SetWindowLevel(max(window, 1e-6), level)
 
 
-def metricsTable(metrics: dict[str, float], name: str = "DiffusionPEFT metrics"):
-    """A new table node with columns Metric | Value (known metrics first, in a fixed order)."""
+def metricsTable(columns: dict[str, dict[str, float]], name: str = "DiffusionPEFT metrics"):
+    """A new table node: Metric | one column per entry of ``columns`` (heading → metric name → value).
+    Known metrics come first, in a fixed order; a metric a column lacks is NaN there."""
     tableNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", slicer.mrmlScene.GenerateUniqueName(name))
-    names = [n for n in METRIC_LABELS if n in metrics] + sorted(n for n in metrics if n not in METRIC_LABELS)
-    labels, values = vtk.vtkStringArray(), vtk.vtkDoubleArray()
+    present = {metric for metrics in columns.values() for metric in metrics}
+    names = [n for n in METRIC_LABELS if n in present] + sorted(present - set(METRIC_LABELS))
+    labels = vtk.vtkStringArray()
     labels.SetName("Metric")
-    values.SetName("Value")
     for metric in names:
         labels.InsertNextValue(METRIC_LABELS.get(metric, metric))
-        values.InsertNextValue(float(metrics[metric]))
     tableNode.AddColumn(labels)
-    tableNode.AddColumn(values)
+    for heading, metrics in columns.items():
+        values = vtk.vtkDoubleArray()
+        values.SetName(heading)
+        for metric in names:
+            values.InsertNextValue(float(metrics.get(metric, np.nan)))
+        tableNode.AddColumn(values)
     return tableNode
+
+
+def reconstructionColumns(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
+    """A reconstruct job's metrics (``ssim``, …, ``zero_filled_ssim``, …; all against the source) as two
+    table columns: Reconstruction and its baseline, Zero-filled."""
+    baseline = {n[len(ZERO_FILLED_PREFIX):]: v for n, v in metrics.items() if n.startswith(ZERO_FILLED_PREFIX)}
+    own = {n: v for n, v in metrics.items() if not n.startswith(ZERO_FILLED_PREFIX)}
+    return {"Reconstruction": own, "Zero-filled": baseline}
 
 
 def showSideBySide(referenceNode, outputNode, overlayNode=None) -> None:

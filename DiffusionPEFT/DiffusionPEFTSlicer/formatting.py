@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 from pathlib import PurePath
 
+from .model_tasks import conditionClasses
+
 TRAINABLE_PENDING_TEXT = "trainable parameters: …"
 CARD_PENDING_TEXT = "Reading the model package…"
 NO_MODEL_TEXT = "No model chosen."
@@ -54,8 +56,8 @@ def modelName(card: dict) -> str:
 
 
 def modelCardText(card: dict, environment: dict | None) -> str:
-    """Rich text: parameters, file size, grid and spacing; what a translation model translates; device
-    and torch/CUDA build when known."""
+    """Rich text: parameters, file size, grid and spacing; what a translation model translates; the classes
+    of a class-conditioned model; device and torch/CUDA build when known."""
     grid = card.get("grid", {})
     lines = [
         f"<b>{html.escape(modelName(card))}</b>",
@@ -66,6 +68,9 @@ def modelCardText(card: dict, environment: dict | None) -> str:
     translation = card.get("translation")
     if card.get("task") == "translation" and translation:
         lines.append(html.escape(f"translates {translation.get('source')} → {translation.get('target')}"))
+    classes = conditionClasses(card)
+    if classes:
+        lines.append(html.escape("classes: " + ", ".join(classes)))
     if environment:
         device = f"cuda ({environment['gpu']})" if environment.get("cudaAvailable") else "cpu"
         lines.append(f"device: {html.escape(device)}; torch {environment.get('torch')}, "

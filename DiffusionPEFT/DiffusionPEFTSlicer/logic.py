@@ -30,6 +30,7 @@ from .volume_exchange import loadVolumeNode, writeVolumeNode  # noqa: E402
 
 ADAPTER_FOLDER_NAME = "adapter"
 CANCEL_GRACE_S = 10.0  # a job that ignores its stop file this long is killed
+UNCERTAINTY = "uncertainty"  # the artifact role of a per-voxel std volume (optional: samples ≥ 2)
 
 
 class DiffusionPEFTLogic(ScriptedLoadableModuleLogic):
@@ -75,11 +76,12 @@ class DiffusionPEFTLogic(ScriptedLoadableModuleLogic):
         return self._run(folder, finish, waitForCompletion)
 
     def synthesize(self, modelPath, referenceVolume=None, adapterPath=None, count=1, steps=50, sampler="ddim",
-                   seed=0, device="auto", waitForCompletion=True) -> BackendJob:
-        """Sample ``count`` volumes; with a reference they take its grid and intensity scale.
-        ``job.result.nodes`` are the new volume nodes."""
+                   seed=0, device="auto", contrast="", waitForCompletion=True) -> BackendJob:
+        """Sample ``count`` volumes; with a reference they take its grid and intensity scale; ``contrast``: the
+        class of a class-conditioned model. ``job.result.nodes`` are the new volume nodes."""
         args = {"model": str(self._requireModel(modelPath)), "n": count, "steps": steps, "sampler": sampler,
-                "out": "outputs/synthesized.nii", **self._adapterArgument(adapterPath)}
+                "out": "outputs/synthesized.nii", **self._contrastArgument(contrast),
+                **self._adapterArgument(adapterPath)}
         with self._newJobFolder("synthesize") as folder:
             if referenceVolume is not None:
                 args["like"] = self._writeInput(referenceVolume, folder, "reference")
@@ -100,16 +102,35 @@ class DiffusionPEFTLogic(ScriptedLoadableModuleLogic):
             raise ValueError(_("Select a source volume to translate."))
         args = {"model": str(self._requireModel(modelPath)), "samples": samples, "steps": steps,
                 "out": "outputs/translated.nii", **self._adapterArgument(adapterPath)}
-        with self._newJobFolder("translate") as folder:
-            args["source"] = self._writeInput(sourceVolume, folder, "source")
-            write_job(folder, "translate", args, {"device": device, "seed": seed})
+        folder = self._writeSourceJob("translate", sourceVolume, args, {"device": device, "seed": seed})
         name = f"{sourceVolume.GetName()} translated"
 
         def finish(result):
-            result.nodes = [loadVolumeNode(result.artifactPath("translation"), name, sourceVolume)]
-            uncertainty = result.artifactPath("uncertainty")
-            if uncertainty is not None:
-                result.nodes.append(comparison.showAsUncertainty(loadVolumeNode(uncertainty, f"{name} std", sourceVolume)))
+            result.nodes = self._loadBesideSource(result, sourceVolume,
+                                                  {"translation": name, UNCERTAINTY: f"{name} std"})
+
+        return self._run(folder, finish, waitForCompletion)
+
+    def reconstruct(self, modelPath, sourceVolume, adapterPath=None, acceleration=4.0, mask="equispaced", coils=1,
+                    method="ddnm", samples=4, contrast="", seed=0, device="auto", waitForCompletion=True) -> BackendJob:
+        """Undersample the k-space of ``sourceVolume`` (a fully sampled magnitude scan) ``acceleration``-fold
+        with ``mask`` over ``coils`` simulated coils, and reconstruct it with ``method``, the synthesis model as
+        prior (``contrast``: its class, for a class-conditioned one). ``job.result.nodes`` are new nodes beside
+        the source, on its grid: the reconstruction (mean of ``samples``), the zero-filled image, (``samples`` ≥ 2)
+        the per-voxel std, then a metrics table of both against the source (``job.result.metrics``)."""
+        if sourceVolume is None:
+            raise ValueError(_("Select a source volume to reconstruct."))
+        args = {"model": str(self._requireModel(modelPath)), "acceleration": acceleration, "mask": mask,
+                "coils": coils, "method": method, "samples": samples, "out": "outputs/reconstruction.nii",
+                **self._contrastArgument(contrast), **self._adapterArgument(adapterPath)}
+        folder = self._writeSourceJob("reconstruct", sourceVolume, args, {"device": device, "seed": seed})
+        name = f"{sourceVolume.GetName()} recon R{acceleration:g} {method}"
+        names = {"reconstruction": name, "zero_filled": f"{sourceVolume.GetName()} zero-filled R{acceleration:g}",
+                 UNCERTAINTY: f"{name} std"}
+
+        def finish(result):
+            table = comparison.metricsTable(comparison.reconstructionColumns(result.metrics), f"{name} metrics")
+            result.nodes = [*self._loadBesideSource(result, sourceVolume, names), table]
 
         return self._run(folder, finish, waitForCompletion)
 
@@ -124,7 +145,7 @@ class DiffusionPEFTLogic(ScriptedLoadableModuleLogic):
 
         def finish(result):
             result.nodes = [comparison.differenceVolume(referenceVolume, outputVolume),
-                            comparison.metricsTable(result.metrics)]
+                            comparison.metricsTable({"Value": result.metrics})]
 
         return self._run(folder, finish, waitForCompletion)
 
@@ -182,6 +203,32 @@ class DiffusionPEFTLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def _adapterArgument(adapterPath) -> dict:
         return {"adapter": str(adapterPath)} if isSet(adapterPath) else {}
+
+    @staticmethod
+    def _contrastArgument(contrast: str) -> dict:
+        return {"contrast": contrast} if contrast else {}
+
+    def _writeSourceJob(self, command: str, sourceVolume, args: dict, options: dict) -> pathlib.Path:
+        """A job folder for a task on ``sourceVolume`` (written as ``inputs/source.nii``, the ``source`` argument)."""
+        with self._newJobFolder(command) as folder:
+            args["source"] = self._writeInput(sourceVolume, folder, "source")
+            write_job(folder, command, args, options)
+        return folder
+
+    @staticmethod
+    def _loadBesideSource(result, sourceVolume, names: dict[str, str]) -> list:
+        """New nodes on the grid of ``sourceVolume``, beside it: one per artifact role of ``names`` (role → node
+        name) in that order; the uncertainty map, shown as such, only when the job made one."""
+        nodes = []
+        for role, name in names.items():
+            path = result.artifactPath(role)
+            if path is None and role == UNCERTAINTY:
+                continue
+            if path is None:
+                raise OSError(f"The backend reported no {role} volume.")
+            node = loadVolumeNode(path, name, sourceVolume)
+            nodes.append(comparison.showAsUncertainty(node) if role == UNCERTAINTY else node)
+        return nodes
 
     @staticmethod
     def _writeInput(node, folder: pathlib.Path, stem: str) -> str:

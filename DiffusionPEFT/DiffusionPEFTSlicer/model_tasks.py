@@ -1,12 +1,15 @@
 """What a model package is for, read from its card (``diffusion-peft info --json``): the Generate tasks
-it runs and whether the panel can fine-tune it (model.json ``"task"``; older packages have none: synthesis)."""
+it runs, whether the panel can fine-tune it (model.json ``"task"``; older packages have none: synthesis) and
+the contrasts a class-conditioned model generates (``condition_classes``)."""
 
 from __future__ import annotations
 
 DEFAULT_MODEL_TASK = "synthesis"
-TASKS_OF_MODEL = {"synthesis": ("synthesize",), "translation": ("translate",)}
+# A synthesis model is also a reconstruction prior.
+TASKS_OF_MODEL = {"synthesis": ("synthesize", "reconstruct"), "translation": ("translate",)}
 GENERATE_TASKS = list(dict.fromkeys(task for tasks in TASKS_OF_MODEL.values() for task in tasks))
 FINE_TUNABLE_MODEL_TASKS = ("synthesis",)  # a translation model trains on (source, target) pairs
+CONTRAST_TASKS = ("synthesize", "reconstruct")  # the commands that take --contrast
 
 
 def modelTask(card: dict) -> str:
@@ -23,3 +26,8 @@ def generateTasks(card: dict | None) -> list[str]:
 def fineTunable(card: dict | None) -> bool:
     """Whether the panel's Fine-tune (unpaired training volumes) suits the model; True while unknown."""
     return card is None or modelTask(card) in FINE_TUNABLE_MODEL_TASKS
+
+
+def conditionClasses(card: dict | None) -> list[str]:
+    """The contrasts (``--contrast`` names) a class-conditioned model generates; none while its card is unknown."""
+    return list((card or {}).get("condition_classes") or [])

@@ -11,13 +11,20 @@ from .model_tasks import GENERATE_TASKS
 ADAPTER_METHODS = ["tenvoo-l", "tenvoo-q", "lora", "dora", "loha", "lokr", "selora", "dylora", "adalora",
                    "norm-bias", "full", "controlled"]
 ADAPTER_TARGETS = ["tenvoo", "all-conv", "attention"]
+UNDERSAMPLING_MASKS = ["equispaced", "random", "vd"]  # vd: variable density
+RECONSTRUCTION_METHODS = ["ddnm", "dds", "dps", "cs", "zero-filled"]
+# Fields the panel keeps in step with its widget itself: a QComboBox binding needs a fixed Choice, and the
+# contrasts come from the chosen model's card.
+PANEL_SYNCED_PARAMETERS = ("contrast",)
 
 
 @parameterNodeWrapper
 class DiffusionPEFTParameterNode:
     """Panel state. Paths: model package, current adapter package. Generate: synthesize takes the grid of
     ``referenceVolume``; translate turns ``sourceVolume`` into the target contrast (``targetVolume``, the
-    true one if the user has it, becomes Compare's reference)."""
+    true one if the user has it, becomes Compare's reference); reconstruct undersamples ``sourceVolume``
+    (``acceleration``, ``undersamplingMask``, ``coils``) and reconstructs it. ``contrast``: the class of a
+    class-conditioned model to synthesize or reconstruct ("" for none)."""
 
     modelPath: pathlib.Path
     adapterMethod: Annotated[str, Choice(ADAPTER_METHODS)] = "tenvoo-l"
@@ -36,6 +43,12 @@ class DiffusionPEFTParameterNode:
     sampleCount: Annotated[int, WithinRange(1, 64)] = 1
     samplingSteps: Annotated[int, WithinRange(1, 1000)] = 50
     sampler: Annotated[str, Choice(["ddim", "ddpm"])] = "ddim"
+    acceleration: Annotated[float, WithinRange(1.5, 16.0), Decimals(1), SingleStep(0.5)] = 4.0
+    undersamplingMask: Annotated[str, Choice(UNDERSAMPLING_MASKS)] = "equispaced"
+    coils: Annotated[int, WithinRange(1, 32)] = 1
+    reconstructionMethod: Annotated[str, Choice(RECONSTRUCTION_METHODS)] = "ddnm"
+    reconstructionSamples: Annotated[int, WithinRange(1, 16)] = 4
+    contrast: str = ""
     outputVolume: vtkMRMLScalarVolumeNode
     compareReferenceVolume: vtkMRMLScalarVolumeNode
     compareOutputVolume: vtkMRMLScalarVolumeNode

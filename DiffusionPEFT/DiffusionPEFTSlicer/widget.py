@@ -26,6 +26,21 @@ from .parameter_node import isSet
 POLL_INTERVAL_MS = 100
 QUERY_DELAY_MS = 400  # ask once the input has settled
 USER_ERRORS = (ValueError, RuntimeError, OSError, JobFailed)
+# The Generate rows of each task: a widget of the .ui (with its "<name>Label") → the tasks that show it.
+# Contrast also needs a class-conditioned model (model_tasks.CONTRAST_TASKS).
+TASK_INPUTS = {
+    "referenceVolumeSelector": ("synthesize",),
+    "samplerComboBox": ("synthesize",),
+    "sourceVolumeSelector": ("translate", "reconstruct"),
+    "targetVolumeSelector": ("translate",),
+    "sampleCountSpinBox": ("synthesize", "translate"),
+    "samplingStepsSpinBox": ("synthesize", "translate"),
+    "accelerationSpinBox": ("reconstruct",),
+    "undersamplingMaskComboBox": ("reconstruct",),
+    "coilsSpinBox": ("reconstruct",),
+    "reconstructionMethodComboBox": ("reconstruct",),
+    "reconstructionSamplesSpinBox": ("reconstruct",),
+}
 
 
 class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -68,6 +83,7 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._fineTuneToolTip = self.ui.fineTuneButton.toolTip
         for widget, signal, slot in (
             (self.ui.modelSelector, "activated(int)", self.onModelSelected),
+            (self.ui.contrastComboBox, "activated(int)", self.onContrastSelected),
             (self.ui.userModelsFolderButton, "directoryChanged(QString)", self.onUserModelsFolderChanged),
             (self.ui.importModelButton, "clicked(bool)", self.onImportModel),
             (self.ui.loadAdapterButton, "clicked(bool)", self.onLoadAdapter),
@@ -146,11 +162,10 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.onParameterNodeModified()
 
     def onParameterNodeModified(self, caller=None, event=None):
-        """Keep the Model selector on the chosen model and Generate on its task's inputs; re-ask the queries
-        whose inputs changed."""
+        """Keep the Model selector on the chosen model and Generate on a task of the model with its inputs;
+        re-ask the queries whose inputs changed."""
         p = self._parameterNode
         self._showModelInSelector(p.modelPath)
-        self._showTaskInputs(p.generateTask)
         model = str(p.modelPath) if isSet(p.modelPath) else ""
         if model != self._cardKey:
             self._cardKey = model
@@ -158,6 +173,9 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._offerModelTasks()
             self._askAgain(self._cardQuery, self.ui.modelCardLabel, model, formatting.CARD_PENDING_TEXT,
                            formatting.NO_MODEL_TEXT)
+        self._keepTaskOfModel()
+        self._showTaskInputs(p.generateTask)
+        self.ui.contrastComboBox.setCurrentIndex(self.ui.contrastComboBox.findText(p.contrast))
         choice = (model, p.adapterMethod, p.adapterRank, p.adapterTargets)
         if choice != self._trainableKey:
             self._trainableKey = choice
@@ -233,14 +251,43 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _offerModelTasks(self):
         """Offer the Generate tasks the chosen model runs (the task is chosen for the user when it runs one
-        only), and Fine-tune only for a model it suits; everything while the card is unknown."""
-        tasks = model_tasks.generateTasks(self._card)
-        if self._parameterNode is not None and self._parameterNode.generateTask not in tasks:
-            self._parameterNode.generateTask = tasks[0]
-        self.ui.generateTaskComboBox.enabled = len(tasks) > 1
+        only), its contrasts, and Fine-tune only for a model it suits; all tasks while the card is unknown."""
+        self.ui.generateTaskComboBox.enabled = len(model_tasks.generateTasks(self._card)) > 1
+        self._offerContrasts()
+        self._keepTaskOfModel()
+        if self._parameterNode is not None:
+            self._showTaskInputs(self._parameterNode.generateTask)
         fineTunable = model_tasks.fineTunable(self._card)
         self.ui.fineTuneButton.toolTip = self._fineTuneToolTip if fineTunable else formatting.notFineTunableText(self._card)
         self._enableJobButtons()
+
+    def _keepTaskOfModel(self):
+        """A task the chosen model does not run (chosen before its card came, or picked in the list) becomes
+        its first."""
+        tasks = model_tasks.generateTasks(self._card)
+        if self._parameterNode is not None and self._parameterNode.generateTask not in tasks:
+            self._parameterNode.generateTask = tasks[0]
+
+    def _offerContrasts(self):
+        """List the model's contrasts in Contrast; a known card without the chosen one sets its first (or none)."""
+        classes = model_tasks.conditionClasses(self._card)
+        self.ui.contrastComboBox.clear()
+        for name in classes:
+            self.ui.contrastComboBox.addItem(name)
+        p = self._parameterNode
+        if p is None:
+            return
+        if self._card is not None and p.contrast not in classes:
+            p.contrast = classes[0] if classes else ""
+        self.ui.contrastComboBox.setCurrentIndex(self.ui.contrastComboBox.findText(p.contrast))
+
+    def onContrastSelected(self, index):
+        self._parameterNode.contrast = self.ui.contrastComboBox.itemText(index)
+
+    def _chosenContrast(self) -> str:
+        """The contrast a job gets: the chosen one when the model's card offers it, else none ("")."""
+        contrast = self._parameterNode.contrast
+        return contrast if contrast in model_tasks.conditionClasses(self._card) else ""
 
     # Adapter -------------------------------------------------------------------------------------
 
@@ -291,18 +338,20 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic.getParameterNode().adapterPath = result.adapterPath
 
     def _showTaskInputs(self, task: str):
-        """Generate shows the inputs of ``task``: a reference and the sampler to synthesize, a source and an
-        optional target to translate; Volumes (synthesize) are Samples to average (translate)."""
+        """Generate shows the rows of ``task`` (TASK_INPUTS), Contrast for a class-conditioned model; Volumes
+        (synthesize) are Samples to average (translate)."""
+        for name, tasks in TASK_INPUTS.items():
+            self._showRow(name, task in tasks)
+        self._showRow("contrastComboBox", task in model_tasks.CONTRAST_TASKS
+                      and bool(model_tasks.conditionClasses(self._card)))
         synthesize = task == "synthesize"
-        for widget in (self.ui.referenceVolumeSelectorLabel, self.ui.referenceVolumeSelector,
-                       self.ui.samplerComboBoxLabel, self.ui.samplerComboBox):
-            widget.setVisible(synthesize)
-        for widget in (self.ui.sourceVolumeSelectorLabel, self.ui.sourceVolumeSelector,
-                       self.ui.targetVolumeSelectorLabel, self.ui.targetVolumeSelector):
-            widget.setVisible(not synthesize)
         self.ui.sampleCountSpinBoxLabel.text = _("Volumes:") if synthesize else _("Samples:")
         self.ui.sampleCountSpinBox.toolTip = _("How many volumes to sample.") if synthesize else _(
             "Translations to average; 2 or more also give their per-voxel standard deviation (uncertainty map).")
+
+    def _showRow(self, name: str, visible: bool):
+        for widget in (getattr(self.ui, name), getattr(self.ui, f"{name}Label")):
+            widget.setVisible(visible)
 
     def onGenerateButton(self):
         p = self._parameterNode
@@ -312,9 +361,17 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 p.modelPath, source, p.adapterPath, p.sampleCount, p.samplingSteps, p.seed, p.device,
                 waitForCompletion=False), lambda result: self._onTranslated(result, source, target))
             return
+        contrast = self._chosenContrast()
+        if p.generateTask == "reconstruct":
+            source = p.sourceVolume
+            self._toggleJob(self.ui.generateButton, lambda: self.logic.reconstruct(
+                p.modelPath, source, p.adapterPath, p.acceleration, p.undersamplingMask, p.coils,
+                p.reconstructionMethod, p.reconstructionSamples, contrast, p.seed, p.device, waitForCompletion=False),
+                lambda result: self._onReconstructed(result, source))
+            return
         self._toggleJob(self.ui.generateButton, lambda: self.logic.synthesize(
             p.modelPath, p.referenceVolume, p.adapterPath, p.sampleCount, p.samplingSteps, p.sampler, p.seed,
-            p.device, waitForCompletion=False), self._onGenerated)
+            p.device, contrast, waitForCompletion=False), self._onGenerated)
 
     def _onGenerated(self, result):
         p = self.logic.getParameterNode()
@@ -323,14 +380,25 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         slicer.util.setSliceViewerLayers(background=result.nodes[0], fit=True)
 
     def _onTranslated(self, result, source, target):
-        """The translation beside its source in linked views, its uncertainty map (if any) over it; Compare
-        is set to score it against the target, when the user chose one."""
-        p = self.logic.getParameterNode()
+        """Compare is set to score the translation against the target, when the user chose one."""
         translated, *uncertainty = result.nodes
-        p.outputVolume = p.compareOutputVolume = translated
-        if target is not None:
-            p.compareReferenceVolume = target
-        comparison.showSideBySide(source, translated, *uncertainty)
+        self._showBesideSource(source, translated, uncertainty, target)
+
+    def _onReconstructed(self, result, source):
+        """Compare is set to score the reconstruction against its source (the fully sampled truth); the metrics
+        table shows it and its zero-filled baseline."""
+        reconstruction, _zeroFilled, *uncertainty, table = result.nodes
+        self.ui.metricsTableView.setMRMLTableNode(table)
+        self._showBesideSource(source, reconstruction, uncertainty, source)
+
+    def _showBesideSource(self, source, output, uncertainty: list, reference):
+        """``output`` beside its source in linked views, its uncertainty map (if any) over it; it becomes the
+        output, and Compare scores it against ``reference`` (if not None)."""
+        p = self.logic.getParameterNode()
+        p.outputVolume = p.compareOutputVolume = output
+        if reference is not None:
+            p.compareReferenceVolume = reference
+        comparison.showSideBySide(source, output, *uncertainty)
 
     def onCompareButton(self):
         p = self._parameterNode

@@ -1,13 +1,14 @@
-"""A small, slow stand-in for the backend's Python, for the Widget tests (the real one needs seconds
+"""A small, slow stand-in for the backend's Python, for the Widget and Logic tests (the real one needs seconds
 to import torch; this one takes ``SLOW_BACKEND_DELAY`` seconds on purpose and uses no CPU meanwhile).
 
 It is started as the launcher's interpreter: ``slow_backend.py -m DiffusionPEFTLib <command> …`` or
 ``slow_backend.py -c <probe>``, and speaks the backend's protocol: ``info --json`` prints a card,
 ``finetune --dry-run --json`` a plan, the probe an environment, and ``run job.json --events json
---stop-file STOP`` emits JSON-line events (a fine-tune or a translation steps every ``SLOW_BACKEND_STEP_S``
-seconds and, when the stop file appears, stops and exits 130 like the real backend; a fine-tune saves a
-checkpoint first). A model.json may say ``"task": "translation"`` (with ``"translation": {"source": …,
-"target": …}``): the card tells it, and a job of the other task fails as the backend's does.
+--stop-file STOP`` emits JSON-line events (a fine-tune, a translation or a reconstruction steps every
+``SLOW_BACKEND_STEP_S`` seconds and, when the stop file appears, stops and exits 130 like the real backend; a
+fine-tune saves a checkpoint first). A model.json may say ``"task": "translation"`` (with ``"translation":
+{"source": …, "target": …}``) and list ``"condition_classes"``: the card tells them, and a job of the other
+task fails as the backend's does (a synthesis model synthesizes and reconstructs).
 ``SLOW_BACKEND_NO_TORCH=1`` fails at import time as a Python without torch does.
 """
 
@@ -49,7 +50,8 @@ def info(arguments: list[str]) -> int:
         print("hint: Give a model package folder.", file=sys.stderr)
         return 2
     emit(path=str(path), parameters=2_920_289, size_mb=11.7, grid={"shape": [32, 40, 32], "spacing_mm": [6.0] * 3},
-         task=description.get("task", "synthesis"), translation=description.get("translation"))
+         task=description.get("task", "synthesis"), translation=description.get("translation"),
+         condition_classes=description.get("condition_classes", []))
     return 0
 
 
@@ -86,20 +88,38 @@ def fineTune(folder: Path, args: dict, stopFile: Path) -> int:
     return 0
 
 
-def translate(folder: Path, args: dict, stopFile: Path) -> int:
-    """The source itself as the translation (on its grid), and as its std map from 2 samples on."""
-    if stepThrough("translate", int(args["samples"]) * int(args["steps"]), stopFile) is not None:
-        emit(event="error", kind="cancelled", message="Translation was cancelled.",
+RECONSTRUCT_STEPS = 20  # progress steps per sample (the panel does not choose reconstruct's steps)
+RECONSTRUCTION_METRICS = {"nrmse": 0.12, "psnr": 31.5, "ssim": 0.91,
+                          "zero_filled_nrmse": 0.34, "zero_filled_psnr": 22.25, "zero_filled_ssim": 0.58}
+
+
+def companion(out: Path, tag: str) -> Path:
+    """``out.nii`` + "std" → ``out_std.nii``, as the backend names a companion output."""
+    return out.with_name(f"{out.stem}_{tag}{out.suffix}")
+
+
+def fromSource(folder: Path, command: str, args: dict, stopFile: Path) -> int:
+    """translate or reconstruct: the source itself as each output, on its grid (the std map from 2 samples
+    on); a reconstruction also gets its zero-filled image and metrics."""
+    samples = int(args["samples"])
+    steps = int(args.get("steps", RECONSTRUCT_STEPS))
+    noun = {"translate": "Translation", "reconstruct": "Reconstruction"}[command]
+    if stepThrough(command, samples * steps, stopFile) is not None:
+        emit(event="error", kind="cancelled", message=f"{noun} was cancelled.",
              hint="Run the same command again to start over.")
         return 130
     out = Path(args["out"])
-    outputs = {"translation": out, "uncertainty": out.with_name(f"{out.stem}_std{out.suffix}")}
-    if int(args["samples"]) == 1:
-        del outputs["uncertainty"]
+    outputs = {"translation": out} if command == "translate" else {
+        "reconstruction": out, "zero_filled": companion(out, "zerofilled")}
+    if samples > 1:
+        outputs["uncertainty"] = companion(out, "std")
     for role, path in outputs.items():
         (folder / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(folder / args["source"], folder / path)
         emit(event="artifact", kind="volume", path=str(path), role=role)
+    if command == "reconstruct":
+        for name, value in RECONSTRUCTION_METRICS.items():
+            emit(event="metric", name=name, value=value)
     emit(event="done", outputs=[str(path) for path in outputs.values()])
     return 0
 
@@ -107,7 +127,8 @@ def translate(folder: Path, args: dict, stopFile: Path) -> int:
 def wrongTask(job: dict) -> str | None:
     """The backend's message when the job's command does not suit its model's task."""
     task = modelDescription(Path(job["args"]["model"])).get("task", "synthesis")
-    wanted = {"synthesize": "synthesis", "translate": "translation"}.get(job["command"], task)
+    wanted = {"synthesize": "synthesis", "reconstruct": "synthesis", "translate": "translation"}
+    wanted = wanted.get(job["command"], task)
     return None if wanted == task else f"{Path(job['args']['model']).name} is a {task} model, not a {wanted} model."
 
 
@@ -122,8 +143,8 @@ def run(arguments: list[str]) -> int:
     if mismatch:
         emit(event="error", kind="model", message=mismatch, hint="Give a model of this task, or use the right command.")
         return 3
-    if job["command"] == "translate":
-        return translate(folder, args, stopFile)
+    if job["command"] in ("translate", "reconstruct"):
+        return fromSource(folder, job["command"], args, stopFile)
     time.sleep(DELAY_S)
     if job["command"] == "evaluate":
         for name, value in (("ms_ssim", 0.8), ("ssim", 0.7), ("psnr", 25.0), ("nrmse", 0.2)):

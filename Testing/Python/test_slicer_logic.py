@@ -1,4 +1,5 @@
-"""DiffusionPEFTLogic on a real MRML scene (slicer-core) with the real backend in a subprocess.
+"""DiffusionPEFTLogic on a real MRML scene (slicer-core) with the real backend in a subprocess, and with the
+stand-in backend (``slow_backend.py``) for reconstruct, polled as the panel polls it.
 
 Volumes are oblique and anisotropic; outputs must land in NEW nodes on the reference's (or source's)
 exact grid, inputs must stay untouched, and a cancelled job must leave neither nodes nor final files behind.
@@ -7,6 +8,7 @@ exact grid, inputs must stay untouched, and a cancelled job must leave neither n
 from __future__ import annotations
 
 import json
+import pathlib
 import sys
 import time
 
@@ -17,7 +19,9 @@ import slicer_standins
 
 slicer_standins.install()
 
+import gui_thread  # noqa: E402
 import slicer  # noqa: E402
+import slow_backend  # noqa: E402
 from conftest import run_cli, smooth_volume  # noqa: E402
 from DiffusionPEFTLib.adapters import get_method  # noqa: E402
 from DiffusionPEFTLib.commands import COMMAND_MODULES  # noqa: E402
@@ -40,6 +44,8 @@ def obliqueIjkToRas(spacing=(1.15, 0.9, 2.0), angles=(0.4, -0.3), origin=(12.5, 
 
 
 OBLIQUE_IJK_TO_RAS = obliqueIjkToRas()
+SLOW_BACKEND = pathlib.Path(slow_backend.__file__)
+RESPONSIVE_S = 0.5
 TINY_TRANSLATION = ["--shape", "16", "20", "16", "--spacing", "12", "--channels", "8", "16", "16", "--norm-groups", "8",
                     "--head-channels", "8", "--timesteps", "100", "--steps", "2", "--source-name", "t1",
                     "--target-name", "flair"]
@@ -88,6 +94,40 @@ def study(scene):
 @pytest.fixture
 def logic(tmp_path):
     return DiffusionPEFTLogic(BackendLauncher([sys.executable], backendEnvironment()), jobsFolder=tmp_path / "jobs")
+
+
+@pytest.fixture
+def standinLogic(tmp_path, monkeypatch):
+    """The logic with the stand-in backend, where a blocking process call on this (the GUI) thread fails the test."""
+    gui_thread.refuseBlockingProcessCalls(monkeypatch)
+    environment = {**backendEnvironment(), "SLOW_BACKEND_DELAY": "0.1"}
+    return DiffusionPEFTLogic(BackendLauncher([sys.executable, str(SLOW_BACKEND)], environment),
+                              jobsFolder=tmp_path / "standin-jobs")
+
+
+@pytest.fixture
+def standinPrior(tmp_path):
+    """A class-conditioned synthesis model as the stand-in backend reads it (model.json only)."""
+    folder = tmp_path / "prior"
+    folder.mkdir()
+    (folder / "model.json").write_text(json.dumps({"answerDelay": 0, "condition_classes": ["t1", "t2", "pd"]}))
+    return folder
+
+
+def startInBackground(start):
+    """Start a job as the panel does (``waitForCompletion=False``): the call must return at once, the job running."""
+    started = time.monotonic()
+    job = start()
+    assert time.monotonic() - started < RESPONSIVE_S and job.running
+    return job
+
+
+def pollUntilDone(job, timeout: float = 60.0) -> None:
+    """Poll like the panel's timer until the job has ended."""
+    deadline = time.monotonic() + timeout
+    while job.poll():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
 
 
 def snapshot(nodes):
@@ -145,8 +185,12 @@ def test_parameter_node_is_a_singleton_with_typed_defaults(scene, logic, study):
     again = logic.getParameterNode()
     assert again.referenceVolume is study[2][0] and again.adapterRank == 16
     assert again.adapterMethod == "tenvoo-l" and again.learningRate == 0.0  # 0 = the method's own
+    assert (again.generateTask, again.acceleration, again.undersamplingMask, again.coils, again.reconstructionMethod,
+            again.reconstructionSamples, again.contrast) == ("synthesize", 4.0, "equispaced", 1, "ddnm", 4, "")
     with pytest.raises(ValueError):
         again.adapterMethod = "no-such-method"
+    with pytest.raises(ValueError):
+        again.acceleration = 1.0  # below 1.5: nothing left out
 
 
 def test_synthesize_like_reference_adds_new_nodes_on_the_reference_grid(scene, study, logic, tiny_model_dir):
@@ -212,13 +256,109 @@ def test_translate_adds_the_translation_and_its_std_beside_the_source_on_its_gri
     assert sorted(p.name for p in (single.folder / "outputs").iterdir()) == ["translated.nii"]
 
 
+def test_reconstruct_adds_the_reconstruction_zero_filled_image_and_std_beside_the_source_on_its_grid(
+        scene, study, standinLogic, standinPrior):
+    inputs = study[2]
+    source = inputs[0]
+    before, nodesBefore = snapshot(inputs), volumeNodes(scene)
+    progress, finished = recordProgress(standinLogic), []
+    standinLogic.completionCallback = finished.append
+    job = startInBackground(lambda: standinLogic.reconstruct(
+        standinPrior, source, acceleration=6.5, mask="vd", coils=8, method="dps", samples=2, contrast="t2", seed=5,
+        waitForCompletion=False))
+    assert job.result.nodes == [] and len(volumeNodes(scene)) == len(nodesBefore)  # nothing before it ends
+    pollUntilDone(job)
+    assert job.result.succeeded and finished == [job.result]
+    reconstruction, zeroFilled, uncertainty, table = job.result.nodes
+    assert len(volumeNodes(scene)) == len(nodesBefore) + 3
+    assert [n.GetName() for n in (reconstruction, zeroFilled, uncertainty)] == [
+        "t1_0 recon R6.5 dps", "t1_0 zero-filled R6.5", "t1_0 recon R6.5 dps std"]
+    assertOnGridBeside([reconstruction, zeroFilled, uncertainty], source, study)
+    display = uncertainty.GetDisplayNode()
+    assert display.GetColorNodeID() == comparison.UNCERTAINTY_COLORS
+    assert display.GetWindow() == pytest.approx(slicer.util.arrayFromVolume(uncertainty).max())
+    assert reconstruction.GetDisplayNode().GetColorNodeID() != comparison.UNCERTAINTY_COLORS
+    assertUnchanged(inputs, before)
+    assert {e["stage"] for e in progress} == {"reconstruct"} and progress[-1]["step"] == progress[-1]["total"]
+    spec = json.loads((job.folder / "job.json").read_text())
+    assert spec["command"] == "reconstruct" and spec["options"] == {"device": "auto", "seed": 5}
+    assert spec["args"] == {"model": str(standinPrior), "source": "inputs/source.nii",
+                            "out": "outputs/reconstruction.nii", "acceleration": 6.5, "mask": "vd", "coils": 8,
+                            "method": "dps", "samples": 2, "contrast": "t2"}
+    assert job.result.metrics == slow_backend.RECONSTRUCTION_METRICS
+    rows = {table.GetCellText(row, 0): (float(table.GetCellText(row, 1)), float(table.GetCellText(row, 2)))
+            for row in range(table.GetNumberOfRows())}
+    assert [table.GetColumnName(column) for column in range(3)] == ["Metric", "Reconstruction", "Zero-filled"]
+    expected = {"SSIM": (0.91, 0.58), "PSNR (dB)": (31.5, 22.25), "NRMSE": (0.12, 0.34)}  # the events' values
+    assert list(rows) == list(expected) and all(rows[label] == pytest.approx(expected[label]) for label in expected)
+    single = startInBackground(lambda: standinLogic.reconstruct(standinPrior, source, samples=1,
+                                                                waitForCompletion=False))
+    pollUntilDone(single)
+    assert [node.GetName() for node in single.result.nodes[:-1]] == ["t1_0 recon R4 ddnm", "t1_0 zero-filled R4"]
+    args = json.loads((single.folder / "job.json").read_text())["args"]
+    assert "contrast" not in args and (args["acceleration"], args["mask"], args["coils"], args["method"]) == (
+        4.0, "equispaced", 1, "ddnm")
+    assertUnchanged(inputs, before)
+
+
+def test_cancelling_a_reconstruction_adds_nothing_and_leaves_the_source_unchanged(scene, study, standinLogic,
+                                                                                   standinPrior):
+    source = study[2][0]
+    before, nodesBefore = snapshot(study[2]), volumeNodes(scene)
+    progress, finished = recordProgress(standinLogic), []
+    standinLogic.completionCallback = finished.append
+    job = startInBackground(lambda: standinLogic.reconstruct(standinPrior, source, samples=16, waitForCompletion=False))
+    while job.poll() and not progress:
+        time.sleep(0.02)
+    assert job.running
+    standinLogic.cancel(graceSeconds=30.0)
+    pollUntilDone(job)
+    assert job.result.cancelled and finished == [job.result] and not job.result.succeeded
+    assert job.result.error["message"] == "Reconstruction was cancelled."  # it stopped itself: not killed
+    assert progress[-1]["step"] < progress[-1]["total"]
+    assert job.result.nodes == [] and volumeNodes(scene) == nodesBefore
+    assertUnchanged(study[2], before)
+    assert not (job.folder / "outputs").exists() and not standinLogic.running
+
+
+def test_the_jobs_of_reconstruct_and_synthesize_are_the_backends_command_lines(scene, study, standinLogic,
+                                                                               standinPrior, tmp_path):
+    """job.json read by the real backend's parser: the options the panel sets reach the command as they should."""
+    pytest.importorskip("DiffusionPEFTLib.commands.reconstruct")
+    from DiffusionPEFTLib.cli import build_parser
+    from DiffusionPEFTLib.jobs import job_to_argv, load_job
+
+    parser = build_parser()
+    source = study[2][0]
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    reconstructing = standinLogic.reconstruct(standinPrior, source, adapter, 2.5, "random", 4, "cs", 3, "pd", 7,
+                                              "cpu", waitForCompletion=False)
+    pollUntilDone(reconstructing)
+    args = parser.parse_args(job_to_argv(load_job(reconstructing.folder / "job.json"), parser))
+    assert (args.command, args.model, args.source, args.out) == (
+        "reconstruct", str(standinPrior), "inputs/source.nii", "outputs/reconstruction.nii")
+    assert (args.acceleration, args.mask, args.coils, args.method, args.samples, args.contrast, args.adapter) == (
+        2.5, "random", 4, "cs", 3, "pd", str(adapter))
+    assert (args.device, args.seed) == ("cpu", 7)
+    synthesizing = standinLogic.synthesize(standinPrior, source, contrast="t1", waitForCompletion=False)
+    pollUntilDone(synthesizing)
+    args = parser.parse_args(job_to_argv(load_job(synthesizing.folder / "job.json"), parser))
+    assert (args.command, args.contrast, args.like) == ("synthesize", "t1", "inputs/reference.nii")
+
+
 def test_the_card_of_each_kind_of_model_sets_the_panels_tasks(tiny_model_dir, tiny_translation_model):
     """The keys the panel reads from the real backend's card (``info --json``)."""
     translator, synthesizer = model_card(tiny_translation_model), model_card(tiny_model_dir)
     assert model_tasks.generateTasks(translator) == ["translate"] and not model_tasks.fineTunable(translator)
     assert "translates t1 → flair" in formatting.modelCardText(translator, None)
-    assert model_tasks.generateTasks(synthesizer) == ["synthesize"] and model_tasks.fineTunable(synthesizer)
-    assert "translates" not in formatting.modelCardText(synthesizer, None)
+    assert model_tasks.generateTasks(synthesizer) == ["synthesize", "reconstruct"]  # also a reconstruction prior
+    assert model_tasks.fineTunable(synthesizer) and "translates" not in formatting.modelCardText(synthesizer, None)
+    assert model_tasks.conditionClasses(synthesizer) == []
+    assert "classes" not in formatting.modelCardText(synthesizer, None)
+    classed = {**synthesizer, "condition_classes": ["t1", "t2", "pd"]}
+    assert model_tasks.conditionClasses(classed) == ["t1", "t2", "pd"]
+    assert "<br>classes: t1, t2, pd" in formatting.modelCardText(classed, None)
 
 
 def test_a_model_of_the_other_task_fails_with_the_backends_message(scene, study, logic, tiny_model_dir,
@@ -284,6 +424,8 @@ def test_bad_selections_fail_before_any_job_starts(scene, logic, tiny_model_dir)
         logic.compare(None, None)
     with pytest.raises(ValueError, match="source volume"):
         logic.translate(tiny_model_dir, None)
+    with pytest.raises(ValueError, match="source volume"):
+        logic.reconstruct(tiny_model_dir, None)
     assert not logic.jobsFolder.exists() or not any(logic.jobsFolder.iterdir())
 
 

@@ -105,7 +105,22 @@ def test_every_widget_the_code_touches_exists(panel):
 
 
 def test_bindings_and_parameter_fields_match_one_to_one(boundWidgets):
-    assert set(boundWidgets) == set(DiffusionPEFTParameterNode.allParameters)
+    """But for the fields the panel keeps in step itself (a combo whose items come from the model's card)."""
+    from DiffusionPEFTSlicer.parameter_node import PANEL_SYNCED_PARAMETERS
+
+    assert PANEL_SYNCED_PARAMETERS == ("contrast",) and DiffusionPEFTParameterNode.allParameters["contrast"].type is str
+    assert set(boundWidgets) == set(DiffusionPEFTParameterNode.allParameters) - set(PANEL_SYNCED_PARAMETERS)
+
+
+def test_every_generate_row_the_panel_shows_has_its_widget_and_label(panel):
+    from DiffusionPEFTSlicer.model_tasks import GENERATE_TASKS
+    from DiffusionPEFTSlicer.widget import TASK_INPUTS
+    from PySide6.QtWidgets import QWidget
+
+    rows = [*TASK_INPUTS, "contrastComboBox"]
+    assert {task for tasks in TASK_INPUTS.values() for task in tasks} == set(GENERATE_TASKS)
+    missing = [name for row in rows for name in (row, f"{row}Label") if panel.findChild(QWidget, name) is None]
+    assert not missing, f"the .ui lacks these Generate rows: {missing}"
 
 
 def test_every_binding_is_a_widget_type_slicer_can_connect(boundWidgets):
@@ -216,3 +231,14 @@ def test_adapter_choices_equal_the_backend_registry():
     assert sorted(parameter_node.ADAPTER_METHODS) == sorted(METHODS)
     assert sorted(SELECTION_METHODS) == sorted(name for name, method in METHODS.items() if not method.wraps_layers)
     assert parameter_node.ADAPTER_TARGETS == list(PRESETS)
+
+
+def test_reconstruction_choices_equal_the_backends():
+    reconstruct = pytest.importorskip("DiffusionPEFTLib.commands.reconstruct")
+    from DiffusionPEFTLib.reconstruction import RECONSTRUCTION_METHODS
+    from DiffusionPEFTLib.reconstruction.masks import MASK_KINDS
+    from DiffusionPEFTSlicer import parameter_node
+
+    assert reconstruct.NAME == "reconstruct"
+    assert parameter_node.UNDERSAMPLING_MASKS == list(MASK_KINDS)
+    assert parameter_node.RECONSTRUCTION_METHODS == list(RECONSTRUCTION_METHODS)

@@ -16,7 +16,6 @@ import json  # noqa: E402
 import pathlib  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -25,14 +24,17 @@ import slicer_standins  # noqa: E402
 
 slicer_standins.install()
 
+import gui_thread  # noqa: E402
 import pythonqt_standins  # noqa: E402
 import slicer  # noqa: E402
+import slow_backend  # noqa: E402
 from DiffusionPEFT import DiffusionPEFTWidget  # noqa: E402
-from DiffusionPEFTSlicer import comparison, model_catalog  # noqa: E402
+from DiffusionPEFTSlicer import comparison, model_catalog, model_tasks  # noqa: E402
 from DiffusionPEFTSlicer.launcher import BackendLauncher, backendEnvironment  # noqa: E402
 from DiffusionPEFTSlicer.logic import DiffusionPEFTLogic  # noqa: E402
 from DiffusionPEFTSlicer.parameter_node import isSet  # noqa: E402
 from DiffusionPEFTSlicer.volume_exchange import ijkToRas  # noqa: E402
+from DiffusionPEFTSlicer.widget import TASK_INPUTS  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
@@ -43,6 +45,11 @@ RESPONSIVE_S = 0.5
 SHIPPED_MODEL = slicer_standins.REPOSITORY / "Resources" / "Models" / "demo-t1-32x40x32"
 KEY_INTERVAL_S = 0.03  # a fast typist; well below the panel's query delay
 TRANSLATION = {"task": "translation", "translation": {"source": "t1", "target": "flair"}}  # in model.json and card
+CONTRASTS = {"condition_classes": ["t1", "t2", "pd"]}  # a class-conditioned synthesis model
+SYNTHESIZE_INPUTS = {"referenceVolumeSelector", "samplerComboBox", "sampleCountSpinBox", "samplingStepsSpinBox"}
+TRANSLATE_INPUTS = {"sourceVolumeSelector", "targetVolumeSelector", "sampleCountSpinBox", "samplingStepsSpinBox"}
+RECONSTRUCT_INPUTS = {"sourceVolumeSelector", "accelerationSpinBox", "undersamplingMaskComboBox", "coilsSpinBox",
+                      "reconstructionMethodComboBox", "reconstructionSamplesSpinBox"}
 AXIAL_6MM = np.diag([6.0, 6.0, 6.0, 1.0])
 OBLIQUE = np.array([[np.cos(0.5), -np.sin(0.5), 0.0, 10.0], [np.sin(0.5), np.cos(0.5), 0.0, -5.0], [0.0, 0.0, 1.0, 3.0],
                     [0.0, 0.0, 0.0, 1.0]]) @ np.diag([6.0, 5.0, 7.5, 1.0])  # rotated about S, anisotropic
@@ -121,12 +128,42 @@ class Panel:
         """Paste ``path`` into the Package field."""
         self.act(lambda: self.ui.modelPathLineEdit.lineEdit.setText(str(path)))
 
+    def chooseModel(self, folder: pathlib.Path, cardText: str, **description) -> pathlib.Path:
+        """Paste a new model's path (``description``: more of its model.json); return once its card shows
+        ``cardText``."""
+        model = modelPackage(folder, **description)
+        self.pastePath(model)
+        self.waitFor(lambda: self.cardShows(cardText))
+        return model
+
     def chooseTranslationModel(self, folder: pathlib.Path) -> pathlib.Path:
         """Paste a new translation model's path; return once its card has set the task."""
-        model = modelPackage(folder, **TRANSLATION)
-        self.pastePath(model)
-        self.waitFor(lambda: self.parameters.generateTask == "translate")
+        model = self.chooseModel(folder, "translates t1 → flair", **TRANSLATION)
+        assert self.parameters.generateTask == "translate"
         return model
+
+    def chooseTask(self, task: str) -> None:
+        """Pick ``task`` in Generate's Task list."""
+        self.act(lambda: self.ui.generateTaskComboBox.setCurrentIndex(model_tasks.GENERATE_TASKS.index(task)))
+
+    def chooseContrast(self, name: str) -> None:
+        combo = self.ui.contrastComboBox
+        index = combo.findText(name)
+        self.act(lambda: (combo.setCurrentIndex(index), combo.activated.emit(index)))
+
+    def contrasts(self) -> list[str]:
+        combo = self.ui.contrastComboBox
+        return [combo.itemText(index) for index in range(combo.count)]
+
+    def shownInputs(self) -> set[str]:
+        """The Generate rows shown now (TASK_INPUTS and Contrast), each with its label."""
+        shown = set()
+        for name in [*TASK_INPUTS, "contrastComboBox"]:
+            widget, label = getattr(self.ui, name), getattr(self.ui, f"{name}Label")
+            assert widget.isHidden() == label.isHidden(), name
+            if not widget.isHidden():
+                shown.add(name)
+        return shown
 
     def startFineTune(self, volumes, steps: int) -> None:
         for node in volumes:
@@ -156,12 +193,7 @@ def slotErrorsFailTheTest(monkeypatch):
 @pytest.fixture(autouse=True)
 def noProcessWaitsOnTheGuiThread(monkeypatch):
     """Any blocking process call from the GUI (main) thread fails the test."""
-    def refuse(*arguments, **options):
-        if threading.current_thread() is threading.main_thread():
-            raise AssertionError(f"a process ran synchronously on the GUI thread: {arguments}")
-
-    for name in ("run", "call", "check_call", "check_output"):
-        monkeypatch.setattr(subprocess, name, refuse)
+    gui_thread.refuseBlockingProcessCalls(monkeypatch)
 
 
 @pytest.fixture
@@ -404,48 +436,102 @@ def test_job_folders_are_shown_and_only_unused_ones_of_this_module_are_deleted(p
     assert "Job folders: 1 (" in panel.ui.jobFoldersLabel.text
 
 
-def test_generate_offers_the_chosen_models_task_and_fine_tune_only_for_a_synthesis_model(panel, tmp_path):
+def test_generate_offers_the_chosen_models_tasks_and_fine_tune_only_for_a_synthesis_model(panel, tmp_path):
     ui, parameters = panel.ui, panel.parameters
     panel.waitFor(lambda: panel.cardShows("demo-t1-32x40x32"))
-    assert parameters.generateTask == "synthesize" and not ui.generateTaskComboBox.enabled  # its only task
-    assert ui.fineTuneButton.enabled and not ui.referenceVolumeSelector.isHidden() and ui.sourceVolumeSelector.isHidden()
+    assert parameters.generateTask == "synthesize" and ui.generateTaskComboBox.enabled  # or reconstruct
+    assert ui.fineTuneButton.enabled and panel.shownInputs() == SYNTHESIZE_INPUTS  # no Contrast: no classes
     panel.pastePath(modelPackage(tmp_path / "t1-to-flair", **TRANSLATION))
     assert ui.generateTaskComboBox.enabled and ui.fineTuneButton.enabled  # nothing known about it yet
     panel.waitFor(lambda: panel.cardShows("translates t1 → flair"))
     assert parameters.generateTask == "translate" and ui.generateTaskComboBox.currentText() == "translate"
-    assert not ui.generateTaskComboBox.enabled
-    assert ui.referenceVolumeSelector.isHidden() and ui.samplerComboBox.isHidden()
-    assert not ui.sourceVolumeSelector.isHidden() and not ui.targetVolumeSelector.isHidden()
-    assert ui.sampleCountSpinBoxLabel.text == "Samples:" and not ui.samplingStepsSpinBox.isHidden()
+    assert not ui.generateTaskComboBox.enabled  # its only task
+    assert panel.shownInputs() == TRANSLATE_INPUTS
+    assert ui.sampleCountSpinBoxLabel.text == "Samples:"
     assert not ui.fineTuneButton.enabled
     assert "t1-to-flair is a translation model" in ui.fineTuneButton.toolTip and "pairs" in ui.fineTuneButton.toolTip
     panel.act(lambda: (ui.modelSelector.setCurrentIndex(0), ui.modelSelector.activated.emit(0)))
     panel.waitFor(lambda: panel.cardShows("demo-t1-32x40x32"))
     assert parameters.generateTask == "synthesize" and ui.sampleCountSpinBoxLabel.text == "Volumes:"
     assert ui.fineTuneButton.enabled and ui.fineTuneButton.toolTip == "Train the adapter; press again to cancel."
-    assert not ui.referenceVolumeSelector.isHidden() and ui.sourceVolumeSelector.isHidden()
+    assert panel.shownInputs() == SYNTHESIZE_INPUTS
 
 
-def test_translate_runs_in_the_background_and_cancel_stops_it_gracefully(panel, tmp_path):
+def test_a_synthesis_model_also_reconstructs_and_a_task_it_does_not_run_is_not_kept(panel):
+    ui, parameters = panel.ui, panel.parameters
+    panel.waitFor(lambda: panel.cardShows("demo-t1-32x40x32"))
+    panel.chooseTask("reconstruct")
+    assert parameters.generateTask == "reconstruct" and panel.shownInputs() == RECONSTRUCT_INPUTS
+    assert (parameters.acceleration, parameters.undersamplingMask, parameters.coils, parameters.reconstructionMethod,
+            parameters.reconstructionSamples) == (4.0, "equispaced", 1, "ddnm", 4)
+    assert (ui.accelerationSpinBox.minimum(), ui.accelerationSpinBox.maximum()) == (1.5, 16.0)
+    assert [ui.reconstructionMethodComboBox.itemText(i) for i in range(ui.reconstructionMethodComboBox.count)] == [
+        "ddnm", "dds", "dps", "cs", "zero-filled"]
+    panel.chooseTask("translate")  # not a synthesis model's task: back to its first
+    assert parameters.generateTask == "synthesize" and ui.generateTaskComboBox.currentText() == "synthesize"
+    assert panel.shownInputs() == SYNTHESIZE_INPUTS
+
+
+def test_contrast_offers_the_classes_of_the_models_card_and_jobs_get_the_chosen_one(panel, tmp_path):
+    ui, parameters = panel.ui, panel.parameters
+    (reference,) = addVolumes(1)
+    panel.waitFor(lambda: panel.cardShows("demo-t1-32x40x32"))
+    assert ui.contrastComboBox.isHidden() and panel.contrasts() == [] and parameters.contrast == ""
+    panel.chooseModel(tmp_path / "prior", "classes: t1, t2, pd", **CONTRASTS)
+    assert panel.shownInputs() == SYNTHESIZE_INPUTS | {"contrastComboBox"}
+    assert panel.contrasts() == ["t1", "t2", "pd"] and parameters.contrast == "t1"  # its first, until one is chosen
+    panel.chooseContrast("pd")
+    assert parameters.contrast == "pd" and ui.contrastComboBox.currentText() == "pd"
+    panel.chooseTask("reconstruct")
+    assert "contrastComboBox" in panel.shownInputs()
+    panel.chooseTask("synthesize")
+    ui.referenceVolumeSelector.setCurrentNode(reference)
+    panel.act(ui.generateButton.click)
+    job = panel.job
+    panel.waitFor(lambda: not job.running)
+    assert job.result.succeeded, ui.statusLabel.text
+    assert json.loads((job.folder / "job.json").read_text())["args"]["contrast"] == "pd"
+    panel.chooseModel(tmp_path / "other-prior", "classes: flair, pd", condition_classes=["flair", "pd"])
+    assert panel.contrasts() == ["flair", "pd"] and parameters.contrast == "pd"  # the chosen one, still offered
+    panel.chooseModel(tmp_path / "t1-only", "classes: t1", condition_classes=["t1"])
+    assert parameters.contrast == "t1" and ui.contrastComboBox.currentText() == "t1"
+    panel.act(lambda: (ui.modelSelector.setCurrentIndex(0), ui.modelSelector.activated.emit(0)))
+    panel.waitFor(lambda: panel.cardShows("demo-t1-32x40x32"))
+    assert ui.contrastComboBox.isHidden() and panel.contrasts() == [] and parameters.contrast == ""
+    panel.act(ui.generateButton.click)
+    job = panel.job
+    panel.waitFor(lambda: not job.running)
+    assert "contrast" not in json.loads((job.folder / "job.json").read_text())["args"]
+
+
+@pytest.mark.parametrize("task", ["translate", "reconstruct"])
+def test_a_source_task_runs_in_the_background_and_cancel_stops_it_gracefully(panel, tmp_path, task):
     ui = panel.ui
     (source,) = addVolumes(1)
-    panel.chooseTranslationModel(tmp_path / "t1-to-flair")
+    if task == "translate":
+        panel.chooseTranslationModel(tmp_path / "t1-to-flair")
+        ui.samplingStepsSpinBox.setValue(1000)
+    else:
+        panel.waitFor(lambda: panel.cardShows("demo-t1-32x40x32"))
+        panel.chooseTask("reconstruct")
+        ui.reconstructionSamplesSpinBox.setValue(16)
     ui.sourceVolumeSelector.setCurrentNode(source)
-    ui.samplingStepsSpinBox.setValue(1000)
     before = volumeCount()
     panel.act(ui.generateButton.click)
     job = panel.job
     assert job is not None and job.running, ui.statusLabel.text
     assert ui.generateButton.text == "Cancel" and not ui.compareButton.enabled and not ui.fineTuneButton.enabled
-    panel.waitFor(lambda: ui.generateProgressBar.value >= 2)
-    assert "translate" in ui.generateProgressBar.format() and "/1000" in ui.generateProgressBar.format()
+    panel.waitFor(lambda: ui.generateProgressBar.value >= 1)
+    total = 1000 if task == "translate" else 16 * slow_backend.RECONSTRUCT_STEPS
+    assert task in ui.generateProgressBar.format() and f"/{total}" in ui.generateProgressBar.format()
     panel.act(ui.generateButton.click)
     assert ui.generateButton.text == "Cancelling…"
     panel.waitFor(lambda: not job.running)
-    assert job.result.cancelled and "Translation was cancelled." in ui.statusLabel.text  # it stopped itself: not killed
+    noun = {"translate": "Translation", "reconstruct": "Reconstruction"}[task]
+    assert job.result.cancelled and f"{noun} was cancelled." in ui.statusLabel.text  # it stopped itself: not killed
     assert volumeCount() == before and not (job.folder / "outputs").exists()
     assert ui.generateButton.text == "Generate" and ui.generateButton.enabled and ui.compareButton.enabled
-    assert not ui.fineTuneButton.enabled  # still a translation model
+    assert ui.fineTuneButton.enabled == (task == "reconstruct")  # a synthesis model, or still a translation model
 
 
 def test_a_translation_and_its_uncertainty_map_land_beside_the_source_and_compare_scores_it(panel, tmp_path):
@@ -487,6 +573,59 @@ def test_a_translation_and_its_uncertainty_map_land_beside_the_source_and_compar
     evaluated = json.loads((compareJob.folder / "job.json").read_text())["args"]
     assert (evaluated["pred"], evaluated["ref"]) == ("inputs/output.nii", "inputs/reference.nii")
     assert yellow.GetBackgroundVolumeID() == translated.GetID() and red.GetBackgroundVolumeID() == target.GetID()
+
+
+def test_a_reconstruction_lands_beside_its_source_with_its_zero_filled_image_std_and_metrics(panel, tmp_path):
+    ui, parameters = panel.ui, panel.parameters
+    source, other = addVolumes(2, OBLIQUE)
+    before = slicer.util.arrayFromVolume(source).copy()
+    model = panel.chooseModel(tmp_path / "prior", "classes: t1, t2, pd", **CONTRASTS)
+    panel.chooseContrast("t2")
+    panel.chooseTask("reconstruct")
+    ui.compareReferenceSelector.setCurrentNode(other)
+    ui.sourceVolumeSelector.setCurrentNode(source)
+    ui.accelerationSpinBox.setValue(6.5)
+    ui.undersamplingMaskComboBox.setCurrentIndex(2)
+    ui.coilsSpinBox.setValue(8)
+    ui.reconstructionMethodComboBox.setCurrentIndex(1)
+    ui.reconstructionSamplesSpinBox.setValue(2)
+    assert (parameters.acceleration, parameters.undersamplingMask, parameters.coils, parameters.reconstructionMethod,
+            parameters.reconstructionSamples) == (6.5, "vd", 8, "dds", 2)
+    panel.act(ui.generateButton.click)
+    job = panel.job
+    assert job is not None and job.running, ui.statusLabel.text
+    panel.waitFor(lambda: not job.running)
+    assert job.result.succeeded, ui.statusLabel.text
+    spec = json.loads((job.folder / "job.json").read_text())
+    assert spec["command"] == "reconstruct" and spec["options"] == {"device": "auto", "seed": 0}
+    assert spec["args"] == {"model": str(model), "source": "inputs/source.nii", "out": "outputs/reconstruction.nii",
+                            "acceleration": 6.5, "mask": "vd", "coils": 8, "method": "dds", "samples": 2,
+                            "contrast": "t2"}
+    reconstruction, zeroFilled, uncertainty, table = job.result.nodes
+    assert [n.GetName() for n in (reconstruction, zeroFilled, uncertainty)] == [
+        "scan 0 recon R6.5 dds", "scan 0 zero-filled R6.5", "scan 0 recon R6.5 dds std"]
+    for node in (reconstruction, zeroFilled, uncertainty):
+        assert node not in (source, other)
+        assert node.GetImageData().GetDimensions() == source.GetImageData().GetDimensions()
+        np.testing.assert_array_equal(ijkToRas(node), OBLIQUE)
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(source), before)
+    np.testing.assert_array_equal(ijkToRas(source), OBLIQUE)
+    assert parameters.outputVolume is reconstruction and ui.compareOutputSelector.currentNode() is reconstruction
+    assert parameters.compareReferenceVolume is source and ui.compareReferenceSelector.currentNode() is source
+    layoutManager = slicer.app.layoutManager()
+    red, yellow = (layoutManager.sliceWidget(name).mrmlSliceCompositeNode() for name in ("Red", "Yellow"))
+    assert red.GetBackgroundVolumeID() == source.GetID() and yellow.GetBackgroundVolumeID() == reconstruction.GetID()
+    assert yellow.GetForegroundVolumeID() == uncertainty.GetID()
+    assert uncertainty.GetDisplayNode().GetColorNodeID() == comparison.UNCERTAINTY_COLORS
+    view = ui.metricsTableView
+    assert view.tableNode is table and [table.GetColumnName(c) for c in range(3)] == ["Metric", "Reconstruction",
+                                                                                       "Zero-filled"]
+    shown = {view.item(row, 0).text(): (float(view.item(row, 1).text()), float(view.item(row, 2).text()))
+             for row in range(view.rowCount())}
+    metrics = slow_backend.RECONSTRUCTION_METRICS
+    assert list(shown) == ["SSIM", "PSNR (dB)", "NRMSE"]
+    for label, name in (("SSIM", "ssim"), ("PSNR (dB)", "psnr"), ("NRMSE", "nrmse")):
+        assert shown[label] == pytest.approx((metrics[name], metrics[f"zero_filled_{name}"]))
 
 
 def test_a_translation_model_asked_to_synthesize_shows_the_backends_message(panel, tmp_path):
