@@ -124,3 +124,14 @@ def test_demo_runs_end_to_end_and_writes_its_report(tmp_path, tiny_model_dir, ti
     assert -1 <= scores["translation"]["std_error_pearson"][0] <= 1
     assert "## Translation: t1 → flair" in text and "histogram matching" in text
     assert (report / "translation.png").stat().st_size > 5_000
+    # the reconstruction part: the fine-tuned model as the prior, beside CS and zero-filling, on one subject
+    reconstruction = metrics["reconstruction"]
+    assert reconstruction["subjects"] == 1 and set(reconstruction["scores"]) == {"ddnm", "cs", "zero-filled"}
+    for method in reconstruction["scores"].values():
+        assert 0 < method["nrmse_brain"][0] < 2 and method["seconds"][0] >= 0
+    assert "std_error_pearson" in reconstruction["scores"]["ddnm"]
+    heldout = json.loads((report / "data" / "heldout" / "manifest.json").read_text())["subjects"][0]["id"]
+    for name in ("ddnm", "ddnm_std", "cs", "zero-filled"):
+        assert read_volume(report / "reconstruction" / f"{heldout}_{name}.nii.gz").shape == (16, 16, 16)
+    assert "## Reconstruction from 4× undersampled k-space" in text
+    assert (report / "reconstruction.png").stat().st_size > 5_000
