@@ -104,8 +104,13 @@ def _sensitivities(kspace: torch.Tensor, mask: np.ndarray) -> torch.Tensor:
     if coils > 1:
         from sigpy.mri.app import EspiritCalib
 
-        maps = torch.from_numpy(np.asarray(EspiritCalib(kspace.numpy(), calib_width=_calibration_width(mask),
+        width = _calibration_width(mask)  # ESPIRiT's kernel must fit the calibration region twice over
+        maps = torch.from_numpy(np.asarray(EspiritCalib(kspace.numpy(), calib_width=width, kernel_width=min(6, width // 2),
                                                         show_pbar=False).run()).astype(np.complex64))
+        if not bool(maps.abs().amax() > 0):
+            raise InputError("The coil sensitivities could not be estimated from the k-space centre (too few fully "
+                             f"sampled lines: a {width}-wide calibration region).",
+                             hint="Acquire a larger fully sampled centre (e.g. 24 lines), or give single-coil k-space.")
         maps = maps / maps.abs().pow(2).sum(0, keepdim=True).sqrt().clamp(min=1e-6)
     else:
         maps = coil_maps(tuple(kspace.shape[1:]), 1)
