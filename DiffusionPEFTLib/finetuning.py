@@ -58,8 +58,8 @@ def fine_tune(model: DiffusionModel, files: list[Path], settings: FineTuneSettin
     context.events.log(str(adapters.counts()))
     label = recipe.new_class_label if recipe.new_class_label is not None else settings.class_label
     if recipe.new_class_label is None:
-        model.check_class_label(settings.class_label)
         check_labelled(model, label, settings.method)
+        model.check_class_label(settings.class_label)
     labels = [label] * len(files) if label is not None else None
     data = TrainingVolumes.load(files, model.config.input, labels, context.budget, sources)
     if warning := data.resampling_warning():

@@ -16,7 +16,7 @@ from ..files import Output, staged
 from ..plots import save_montage
 from ..synthesis import sample
 from ..training import TrainingVolumes, find_volume_files
-from .common import data_inputs, load_model_for_job
+from .common import class_of_contrast, data_inputs, load_model_for_job
 from .option_types import at_least_two, non_negative_int, positive_int
 
 NAME = "assess"
@@ -55,7 +55,8 @@ def run(args, context):
         train = TrainingVolumes.load(find_volume_files(args.train, args.pattern, args.contrast), spec,
                                      budget=context.budget)
         mean = train.images.mean(dim=0)[0].numpy()
-    samples = sample(model, args.n, args.steps, "ddim", generator=context.generator(), class_label=args.class_label,
+    label = class_of_contrast(model, args.contrast, args.class_label)
+    samples = sample(model, args.n, args.steps, "ddim", generator=context.generator(), class_label=label,
                      events=context.events, cancel=context.cancel)
     sample_arrays = [s[0].numpy() for s in samples]
     real_arrays = [r[0].numpy() for r in reals.images]

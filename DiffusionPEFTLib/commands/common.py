@@ -47,6 +47,15 @@ def contrast_label(model, contrast: str | None, class_label: int | None = None) 
     return names.index(contrast)
 
 
+def class_of_contrast(model, contrast: str | None, class_label: int | None) -> int | None:
+    """``class_label``, or the class a class-conditioned model has for the data's ``contrast`` (e.g. t2 data of a
+    t1/t2/pd model → 1); None otherwise (the model then says whether it needs one)."""
+    names = list(model.config.input.condition_classes)
+    if class_label is None and contrast in names:
+        return names.index(contrast)
+    return class_label
+
+
 def data_inputs(sources, pattern: str | None = None, contrast: str | None = None) -> list[Path]:
     """The sources as given plus every volume they expand to (manifests list files elsewhere)."""
     from ..training import find_volume_files

@@ -15,7 +15,7 @@ from ..models import read_model_config
 from ..plots import save_loss_curve
 from ..training import CHECKPOINT_NAME, find_volume_files
 from ..translation.pairs import find_pairs
-from .common import load_model_for_job
+from .common import class_of_contrast, load_model_for_job
 from .option_types import non_negative_int, positive_int
 from .training_options import add_data_arguments, add_training_arguments, check_work_folder, work_folder_of
 
@@ -107,14 +107,6 @@ def dry_run(args, context):
     return []
 
 
-def class_of_training_data(model, args) -> int | None:
-    """--class-label, or the class a class-conditioned model has for the manifest's --contrast (e.g. t2)."""
-    names = list(getattr(model.config.input, "condition_classes", ()))
-    if args.class_label is None and args.contrast in names:
-        return names.index(args.contrast)
-    return args.class_label
-
-
 def run(args, context):
     if args.dry_run:
         return dry_run(args, context)
@@ -125,7 +117,7 @@ def run(args, context):
         method=args.method, targets=options.pop("targets", None), options=options, steps=args.steps,
         batch=args.batch, accum=args.accum, lr=args.lr, val_fraction=args.val_fraction, val_every=args.val_every,
         checkpoint_every=args.checkpoint_every, augment=not args.no_augment,
-        class_label=class_of_training_data(model, args), class_name=args.contrast, resume=args.resume)
+        class_label=class_of_contrast(model, args.contrast, args.class_label), class_name=args.contrast, resume=args.resume)
     with work_folder(work_folder_of(args), keep_if=CHECKPOINT_NAME) as workdir:
         outcome = fine_tune(model, files, settings, workdir, context, sources)
         path = save_adapter(outcome.adapters, args.out, base_fingerprint=model.config.weights_sha256,

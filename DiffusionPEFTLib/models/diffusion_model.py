@@ -61,12 +61,16 @@ class DiffusionModel(nn.Module):
         return torch.randint(0, self.num_train_timesteps, (count,), generator=generator)
 
     def check_class_label(self, label: int | None) -> None:
-        """A class label must be one of the model's ``num_class_embeds`` classes; InputError otherwise."""
+        """A class label must be one of the model's ``num_class_embeds`` classes, and a class-conditioned model
+        needs one; InputError otherwise."""
         count = self.config.unet.get("num_class_embeds") or 0
-        if label is None or 0 <= label < count:
+        if (label is None and not count) or (label is not None and 0 <= label < count):
             return
         names = self.config.input.condition_classes
         known = ", ".join(f"{i} = {names[i]}" if i < len(names) else str(i) for i in range(count))
+        if label is None:
+            raise InputError("This model is class-conditioned: say which class to use.",
+                             hint=f"Give --contrast NAME or --class-label N; this model knows: {known}.")
         raise InputError(f"Class label {label} does not exist for this model.",
                          hint=f"This model knows: {known}." if count else
                          "This model is unconditional: leave the class label out.")

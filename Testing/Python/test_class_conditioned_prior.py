@@ -116,3 +116,14 @@ def test_controlled_fine_tuning_adds_a_named_class_and_adapters_need_a_class(con
                            "--rank", "2", "--steps", "1", "--out", tmp_path / "lora_t1")
     assert code == 0, events.events
     assert json.loads((tmp_path / "lora_t1" / "adapter.json").read_text())["provenance"]["class_label"] == 0
+
+
+def test_a_conditioned_model_needs_a_class_and_assess_takes_it_from_the_contrast(conditioned_prior, translation_cohort,
+                                                                               tmp_path):
+    out, _ = conditioned_prior
+    code, events = run_cli("synthesize", out, "--steps", "2", "--out", tmp_path / "x.nii.gz")
+    error = events.of("error")[0]
+    assert code == 2 and "class-conditioned" in error["message"] and "1 = flair" in error["hint"]
+    code, events = run_cli("assess", out, translation_cohort / "manifest.json", "--contrast", "flair", "--n", "2",
+                           "--steps", "2", "--out", tmp_path / "assessment")
+    assert code == 0, events.events
