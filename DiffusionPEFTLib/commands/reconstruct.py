@@ -103,6 +103,12 @@ def _acquire(args, spec, context):
                              "undersampling of a volume.")
         source = read_volume(args.source, context.budget)
         on_grid, mapping = to_model_grid(source, spec.shape, spec.spacing)
+        if not source.same_grid(on_grid):
+            context.events.log(f"{Path(args.source).name} ({'×'.join(map(str, source.shape))} voxels of "
+                               f"{'×'.join(f'{s:.3g}' for s in source.spacing)} mm) is resampled onto the prior's grid "
+                               f"({'×'.join(map(str, spec.shape))} of {spec.spacing[0]:g} mm); the acquisition is "
+                               "simulated there and the results are mapped back onto the source's grid.",
+                               level="warning")
         measurement = retrospective(on_grid.data, args.acceleration, args.mask, args.coils, normalisation,
                                     args.centre_fraction, context.seed)
         return on_grid.data, (on_grid.affine, mapping), measurement

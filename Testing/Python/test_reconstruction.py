@@ -88,6 +88,8 @@ def test_reconstruct_lands_on_the_oblique_source_grid_with_zero_filled_and_std(t
         volume = read_volume(written)
         assert volume.shape == source.shape
         np.testing.assert_allclose(volume.affine, source.affine, atol=1e-4)
+    warnings = [e["message"] for e in events.of("log") if e.get("level") == "warning"]
+    assert any("resampled onto the prior's grid" in message for message in warnings), warnings
     metrics = {event["name"]: event["value"] for event in events.of("metric")}
     assert {"nrmse", "psnr", "ssim", "zero_filled_nrmse", "zero_filled_psnr", "zero_filled_ssim"} <= set(metrics)
     assert 0 < metrics["zero_filled_nrmse"] < 1
