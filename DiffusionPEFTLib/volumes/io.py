@@ -83,8 +83,8 @@ def read_volume_header(path: str | Path) -> tuple[int, ...]:
 def _refuse_complex(path: Path, complex_valued: bool) -> None:
     if complex_valued:
         raise InputError(f"{path.name} holds complex-valued voxels; this command needs a real-valued image.",
-                         hint="Save the magnitude image (|z|) for synthesis and fine-tuning; complex k-space "
-                         "goes to reconstruction.")
+                         hint="Save the magnitude image (|z|); complex k-space goes to 'diffusion-peft "
+                         "reconstruct MODEL KSPACE.npy --kspace --mask-file MASK.npy'.")
 
 
 def _read_nifti(path: Path, budget: MemoryBudget | None) -> Volume:
