@@ -8,7 +8,7 @@
 # command again: it resumes (--resume). STEPS is where the shipped model stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STEPS=${STEPS:-3000}
+STEPS=${STEPS:-2000}
 THREADS=${THREADS:-1}
 DP=.venv/bin/diffusion-peft
 [ -f build/prior_pretrain_data/manifest.json ] || \
@@ -17,7 +17,7 @@ DP=.venv/bin/diffusion-peft
 [ -f build/prior_heldout/manifest.json ] || \
   $DP simulate --n 16 --contrasts t1,t2,pd,flair --atrophy 0:0.3 --lesions none --shape 32 40 32 --spacing 6 \
     --seed 5000 --out build/prior_heldout
-OMP_WAIT_POLICY=PASSIVE $DP pretrain build/prior_pretrain_data/manifest.json --contrast t1,t2,pd \
+[ -f build/prior-t1-t2-pd-32x40x32/model.json ] || OMP_WAIT_POLICY=PASSIVE $DP pretrain build/prior_pretrain_data/manifest.json --contrast t1,t2,pd \
   --init-from Resources/Models/demo-t1-32x40x32 --out build/prior-t1-t2-pd-32x40x32 --shape 32 40 32 --spacing 6 \
   --channels 32 64 64 --attention-levels 0 0 1 --head-channels 64 --prediction v --batch 2 --lr 2e-4 --warmup 50 \
   --steps "$STEPS" --checkpoint-every 100 --val-fraction 0.03 --val-every 250 --seed 0 --threads "$THREADS" \
@@ -26,10 +26,10 @@ OMP_WAIT_POLICY=PASSIVE $DP pretrain build/prior_pretrain_data/manifest.json --c
 for contrast in t1 t2 pd; do
   [ -f build/prior_assessment_$contrast/assessment.json ] || $DP assess build/prior-t1-t2-pd-32x40x32 \
     build/prior_heldout/manifest.json --contrast $contrast --train build/prior_pretrain_data/manifest.json --n 16 \
-    --steps 50 --seed 0 --threads "$THREADS" --out build/prior_assessment_$contrast
+    --batch 8 --steps 50 --seed 0 --threads "$THREADS" --out build/prior_assessment_$contrast
 done
 [ -f build/prior_assessment_demo_t1/assessment.json ] || $DP assess Resources/Models/demo-t1-32x40x32 \
-  build/prior_heldout/manifest.json --contrast t1 --train build/prior_pretrain_data/manifest.json --n 16 --steps 50 \
+  build/prior_heldout/manifest.json --contrast t1 --train build/prior_pretrain_data/manifest.json --n 16 --batch 8 --steps 50 \
   --seed 0 --threads "$THREADS" --out build/prior_assessment_demo_t1
 .venv/bin/python scripts/write_prior_card.py build/prior-t1-t2-pd-32x40x32 build/prior_work build/prior_assessment
 rm -rf Resources/Models/prior-t1-t2-pd-32x40x32 && cp -r build/prior-t1-t2-pd-32x40x32 Resources/Models/

@@ -33,6 +33,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--n", type=at_least_two, default=8, help="samples to draw (≥ 2: diversity needs pairs)")
     parser.add_argument("--steps", type=positive_int, default=50, help="DDIM steps")
     parser.add_argument("--class-label", type=non_negative_int, default=None)
+    parser.add_argument("--batch", type=positive_int, default=1,
+                        help="samples drawn together (faster on a CPU; the start noise is the same stream)")
     parser.add_argument("--out", required=True, help="folder for assessment.json and montage.png")
 
 
@@ -57,6 +59,7 @@ def run(args, context):
         mean = train.images.mean(dim=0)[0].numpy()
     label = class_of_contrast(model, args.contrast, args.class_label)
     samples = sample(model, args.n, args.steps, "ddim", generator=context.generator(), class_label=label,
+                     batch_size=args.batch,
                      events=context.events, cancel=context.cancel)
     sample_arrays = [s[0].numpy() for s in samples]
     real_arrays = [r[0].numpy() for r in reals.images]
