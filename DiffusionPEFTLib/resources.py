@@ -1,4 +1,4 @@
-"""Where shipped data lives: anatomy maps, the demo model, sample data (the top-level ``Resources/``)."""
+"""Where shipped data lives: anatomy maps, the demo model, the feature network, sample data (the top-level ``Resources/``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 RESOURCES_ENV = "DIFFUSIONPEFT_RESOURCES"
 DEMO_MODEL = "Models/demo-t1-32x40x32"
 TRANSLATION_MODEL = "Models/t1-to-flair-64x80x64"
+PRIOR_MODEL = "Models/prior-t1-t2-pd-32x40x32"
+FEATURE_NET = "FeatureNet"
 
 
 def resources_dir() -> Path:
@@ -21,6 +23,16 @@ def demo_model_dir() -> Path:
     return resources_dir() / DEMO_MODEL
 
 
+def prior_model_dir() -> Path:
+    """The shipped class-conditioned T1w/T2w/PD prior (32×40×32 at 6 mm): reconstruction and multi-contrast synthesis."""
+    return resources_dir() / PRIOR_MODEL
+
+
 def translation_model_dir() -> Path:
     """The shipped T1w → FLAIR translation model package (64×80×64 at 3 mm, puzzle p = 2)."""
     return resources_dir() / TRANSLATION_MODEL
+
+
+def feature_net_dir() -> Path:
+    """The shipped 3D feature network for distribution metrics (32×40×32 at 6 mm, 128 features)."""
+    return resources_dir() / FEATURE_NET
