@@ -104,8 +104,8 @@ def main():
     done = {(r["subject"], r["acceleration"], r["coils"], r["method"]) for r in state["rows"]}
     figure = {}
     load_before = _load()
-    for coils in args.coils:
-        for acceleration in args.accelerations:
+    for acceleration in args.accelerations:  # R outermost: an interrupted run has whole rows of the table
+        for coils in args.coils:
             for index, subject in enumerate(heldout):
                 images = {"truth": subject.truth}
                 for method in args.methods:
