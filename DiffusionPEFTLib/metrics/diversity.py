@@ -23,6 +23,14 @@ def pairwise_ms_ssim(volumes, data_range: float | None = None, max_pairs: int | 
     return float(np.mean([ms_ssim(volumes[i], volumes[j], data_range) for i, j in pairs]))
 
 
+def ms_ssim_matrix(volumes, data_range: float | None = None) -> np.ndarray:
+    """(N, N) symmetric matrix of MS-SSIM between every two volumes of one set, 1 on the diagonal."""
+    matrix = np.eye(len(volumes))
+    for i, j in combinations(range(len(volumes)), 2):
+        matrix[i, j] = matrix[j, i] = ms_ssim(volumes[i], volumes[j], data_range)
+    return matrix
+
+
 def cross_ms_ssim(set_a, set_b, data_range: float | None = None, max_pairs: int | None = None) -> float:
     """Mean MS-SSIM over all pairs (a, b) with a from ``set_a`` and b from ``set_b``."""
     pairs = list(product(range(len(set_a)), range(len(set_b))))[:max_pairs]

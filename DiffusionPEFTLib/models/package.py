@@ -142,12 +142,30 @@ def import_checkpoint(config_path: str | Path, checkpoint: str | Path) -> Diffus
 
     Uses ``torch.load(weights_only=True)``: a file that needs code to unpickle is refused.
     """
-    import pickle
-
     config = read_model_config(config_path)
     path = Path(checkpoint)
     if not path.is_file():
         raise ModelError(f"Checkpoint not found: {path}", hint="Give the path of a .pt/.pth file.")
+    state = read_state_dict(path)
+    model = DiffusionModel(config)
+    if any(".to_q." in k and ".attn." not in k for k in state) or any("proj_attn" in k for k in state):
+        try:
+            model.unet.load_old_state_dict(state)
+        except (KeyError, RuntimeError) as exc:
+            raise ModelError(f"The old-format weights in {path.name} do not fit the architecture in model.json "
+                             f"({type(exc).__name__}: {str(exc)[:200]}).",
+                             hint="Use the model.json of the network that saved this checkpoint.") from None
+    else:
+        load_unet_state(model, state, Path(checkpoint).name)
+    return model
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a third-party ``.pt``/``.pth`` file, by ``torch.load(weights_only=True)`` on the CPU;
+    a ``state_dict``/``model``/``unet_state_dict`` entry is unwrapped. ModelError for pickled code or
+    a file that is not a state dict."""
+    import pickle
+
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -161,19 +179,8 @@ def import_checkpoint(config_path: str | Path, checkpoint: str | Path) -> Diffus
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ModelError(f"{Path(checkpoint).name} does not hold a state_dict of tensors.",
-                         hint="Export the network's state_dict.")
-    model = DiffusionModel(config)
-    if any(".to_q." in k and ".attn." not in k for k in state) or any("proj_attn" in k for k in state):
-        try:
-            model.unet.load_old_state_dict(state)
-        except (KeyError, RuntimeError) as exc:
-            raise ModelError(f"The old-format weights in {path.name} do not fit the architecture in model.json "
-                             f"({type(exc).__name__}: {str(exc)[:200]}).",
-                             hint="Use the model.json of the network that saved this checkpoint.") from None
-    else:
-        load_unet_state(model, state, Path(checkpoint).name)
-    return model
+        raise ModelError(f"{path.name} does not hold a state_dict of tensors.", hint="Export the network's state_dict.")
+    return state
 
 
 def _not_a_checkpoint(path: Path) -> ModelError:
