@@ -8,7 +8,7 @@ Each prior reconstructs every held-out subject with ``--method`` (one coil, equi
 index as the mask seed, mean of ``--samples``); brain NRMSE/PSNR/SSIM mean ± std over subjects. Rows are saved
 as they finish; a rerun continues.
 
-Usage: python benchmarks/bench_stroke_priors.py [--folder build/flair_priors] [--prior build/prior-t1-t2-pd-32x40x32]
+Usage: python benchmarks/bench_stroke_priors.py [--folder build/flair_priors] [--prior Resources/Models/prior-t1-t2-pd-32x40x32]
        [--heldout build/recon_heldout/manifest.json] [--validation build/recon_validation/manifest.json]
        [--method ddnm] [--samples 2] [--steps 50] [--threads 2] [--out docs/benchmarks]
 """
@@ -38,7 +38,7 @@ GRID_LRS, GRID_STEPS = ("3e-5", "3e-4", "3e-3"), (25, 100, 400)
 def arguments():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--folder", default="build/flair_priors")
-    parser.add_argument("--prior", default="build/prior-t1-t2-pd-32x40x32")
+    parser.add_argument("--prior", default="Resources/Models/prior-t1-t2-pd-32x40x32")
     parser.add_argument("--heldout", default="build/recon_heldout/manifest.json")
     parser.add_argument("--validation", default="build/recon_validation/manifest.json")
     parser.add_argument("--method", default="ddnm")

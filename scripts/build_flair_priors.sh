@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The priors of the stroke paper's study in miniature (docs/reconstruction.md): how best to get a FLAIR prior
-# from 20 FLAIR subjects and a T1w/T2w/PD prior. Needs build/prior-t1-t2-pd-32x40x32 (scripts/build_prior_model.sh).
+# from 20 FLAIR subjects and a T1w/T2w/PD prior. Uses the shipped prior (Resources/Models/prior-t1-t2-pd-32x40x32, scripts/build_prior_model.sh).
 #   (1) scratch      a prior trained on the 20 FLAIR subjects only (same architecture, random start)
 #   (2) prior        the T1w/T2w/PD prior as it is (its nearest class, chosen on validation by the benchmark)
 #   (3) controlled   controlled fine-tuning: a new class "flair", lr × 0.1, epoch budget, early stop on validation;
@@ -14,7 +14,7 @@ THREADS=${THREADS:-1}
 JOINT_STEPS=${JOINT_STEPS:-3000}
 SCRATCH_STEPS=${SCRATCH_STEPS:-1500}
 DP=.venv/bin/diffusion-peft
-PRIOR=build/prior-t1-t2-pd-32x40x32
+PRIOR=Resources/Models/prior-t1-t2-pd-32x40x32
 OUT=build/flair_priors
 GRID="--shape 32 40 32 --spacing 6"
 ARCH="--channels 32 64 64 --attention-levels 0 0 1 --head-channels 64 --prediction v"
