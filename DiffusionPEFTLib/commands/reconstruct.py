@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from ..errors import InputError
 from ..files import Output
 from ..reconstruction import RECONSTRUCTION_METHODS, reconstruct_measurement
@@ -77,7 +76,7 @@ def run(args, context):
     label = contrast_label(model, args.contrast)
     model.check_class_label(label)
     truth, geometry, measurement = _acquire(args, spec, context)
-    settings = PosteriorSettings(args.method, args.steps, args.eta, args.dps_scale)
+    settings = PosteriorSettings(args.steps, args.eta, args.dps_scale)
     result = reconstruct_measurement(model, measurement, args.method, args.samples, settings, context.generator(),
                                      label, args.cs_weight, context.events, context.cancel)
     volumes = {"": result.mean, "zerofilled": result.zero_filled, "std": result.std}

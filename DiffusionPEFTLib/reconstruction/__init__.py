@@ -43,8 +43,8 @@ def reconstruct_measurement(model, measurement: Measurement, method: str, sample
     elif method == "cs":
         images = l1_wavelet(measurement, DEFAULT_CS_WEIGHT if cs_weight is None else cs_weight)[None]
     else:
-        settings = PosteriorSettings(**{**settings.__dict__, "method": method})
-        images = posterior_samples(model, measurement, samples, settings, generator, class_label, events, cancel)
+        images = posterior_samples(model, measurement, method, samples, settings, generator, class_label, events,
+                                   cancel)
     magnitudes = images.abs().numpy().astype(np.float32)
     std = magnitudes.std(axis=0).astype(np.float32) if len(magnitudes) > 1 else None
     return Reconstruction(magnitudes.mean(axis=0), std, baseline.abs().numpy().astype(np.float32), images)

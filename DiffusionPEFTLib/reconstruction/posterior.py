@@ -32,7 +32,6 @@ class PosteriorSettings:
     """steps: DDIM steps; eta: DDIM noise in [0, 1]; dps_scale: ζ′; dds_iterations / dds_weight: CG steps
     and λ of DDS; project_iterations: CG steps of the multi-coil projection."""
 
-    method: str = "ddnm"
     steps: int = 50
     eta: float = 0.85
     dps_scale: float = 1.0
@@ -41,12 +40,13 @@ class PosteriorSettings:
     project_iterations: int = 20
 
 
-def posterior_samples(model: DiffusionModel, measurement: Measurement, samples: int, settings: PosteriorSettings,
-                      generator: torch.Generator, class_label: int | None = None, events: EventSink | None = None,
+def posterior_samples(model: DiffusionModel, measurement: Measurement, method: str, samples: int,
+                      settings: PosteriorSettings, generator: torch.Generator, class_label: int | None = None, events: EventSink | None = None,
                       cancel: CancelToken | None = None) -> torch.Tensor:
-    """``samples`` reconstructions as complex (K, X, Y, Z) in scanner units, drawn together as one batch."""
-    if settings.method not in DIFFUSION_METHODS:
-        raise InputError(f"Unknown diffusion reconstruction method '{settings.method}'.",
+    """``samples`` reconstructions with ``method`` (one of DIFFUSION_METHODS) as complex (K, X, Y, Z) in scanner
+    units, drawn together as one batch."""
+    if method not in DIFFUSION_METHODS:
+        raise InputError(f"Unknown diffusion reconstruction method '{method}'.",
                          hint=f"Use one of {', '.join(DIFFUSION_METHODS)}.")
     events, cancel = events or ListSink(), cancel or CancelToken()
     model.check_class_label(class_label)
@@ -62,12 +62,12 @@ def posterior_samples(model: DiffusionModel, measurement: Measurement, samples: 
         cancel.raise_if_requested("Reconstruction")
         t_prev = grid[index + 1] if index + 1 < len(grid) else -1
         noise = torch.randn(shape, generator=generator).to(device) if settings.eta > 0 else None
-        if settings.method == "dps":
+        if method == "dps":
             x, consistent = _dps_step(model, x, t, t_prev, labels, y, measurement, settings, noise)
         else:
             with torch.no_grad():
                 x0, eps = model.denoise(x, t, labels)
-                if settings.method == "ddnm":
+                if method == "ddnm":
                     consistent = project(x0[:, 0], y, operator, settings.project_iterations)
                 else:
                     consistent = refine(x0[:, 0], y, operator, settings.dds_iterations, settings.dds_weight)
