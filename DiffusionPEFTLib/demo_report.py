@@ -6,15 +6,29 @@ from pathlib import Path
 
 from .files import write_text_atomic
 
-ROWS = [
-    ("ms_ssim_sample_real", "MS-SSIM samples ↔ held-out targets (higher = closer)"),
-    ("ms_ssim_real_real", "MS-SSIM held-out targets ↔ each other (the real cohort's own level)"),
-    ("realism_ratio", "realism: samples↔targets ÷ targets↔targets (target ≥ 0.8)"),
-    ("ms_ssim_sample_sample", "MS-SSIM samples ↔ each other (diversity; should match the cohort's)"),
-    ("diversity_ratio", "samples↔samples ÷ targets↔targets (1 = same diversity)"),
-    ("mmd_sample_real", "MMD² samples ↔ held-out targets (lower = closer distribution)"),
-    ("heldout_loss", "denoising loss on held-out targets, fixed noise (lower = better fit)"),
+ROWS = [  # (key, label, key of the level it is read against or None)
+    ("judged_target_contrast", "share of samples the feature network calls the target contrast (held-out reals: {judged})",
+     None),
+    ("fid_sample_real", "FID samples ↔ held-out targets, shipped 3D feature network (lower = closer)", "fid_mean_real"),
+    ("feature_mmd_sample_real", "feature MMD² samples ↔ held-out targets (lower = closer)", "feature_mmd_mean_real"),
+    ("precision", "precision: samples inside the targets' feature manifold", None),
+    ("recall", "recall: targets inside the samples' feature manifold", None),
+    ("coverage", "coverage: target neighbourhoods holding a sample", None),
+    ("vendi_features_samples", "Vendi score of the samples, features (effective number of distinct volumes)",
+     "vendi_features_reals"),
+    ("vendi_ms_ssim_samples", "Vendi score of the samples, MS-SSIM", "vendi_ms_ssim_reals"),
+    ("ms_ssim_sample_real", "MS-SSIM samples ↔ held-out targets (rewards mean-like samples: read with the baseline)",
+     "ms_ssim_mean_real"),
+    ("ms_ssim_real_real", "MS-SSIM held-out targets ↔ each other (the real cohort's own level)", None),
+    ("realism_ratio", "MS-SSIM ratio samples↔targets ÷ targets↔targets (> 1: closer than reals are to each other)",
+     None),
+    ("diversity_ratio", "MS-SSIM samples↔samples ÷ targets↔targets (1 = the cohort's diversity)", None),
+    ("mmd_sample_real", "voxel MMD² samples ↔ held-out targets (lower = closer)", "mmd_mean_real"),
+    ("heldout_loss", "denoising loss on held-out targets, fixed noise (lower = better fit)", None),
 ]
+REFERENCE_NAMES = {"fid_mean_real": "training mean image", "feature_mmd_mean_real": "training mean image",
+                   "ms_ssim_mean_real": "training mean image", "mmd_mean_real": "training mean image",
+                   "vendi_features_reals": "held-out targets", "vendi_ms_ssim_reals": "held-out targets"}
 
 
 TRANSLATION_ROWS = [
@@ -78,6 +92,7 @@ def write_report(out: Path, settings: dict, metrics: dict, counts: dict, timings
                  translation: dict | None = None, reconstruction: dict | None = None) -> Path:
     """Write ``out/report.md``; pictures are referenced by their file names in ``out``."""
     base, tuned = metrics["base"], metrics["fine_tuned"]
+    judged_reals = f"{settings['judged_reals']:.2f}"
     lines = [
         "# DiffusionPEFT demo report", "",
         f"Base model: `{settings['model']}` (pretrained on simulated healthy T1w). Target domain: "
@@ -86,10 +101,11 @@ def write_report(out: Path, settings: dict, metrics: dict, counts: dict, timings
         f"Adapter: **{settings['method']}** ({settings['options']}), {counts['total']:,} trainable parameters = "
         f"{100 * counts['share']:.2f} % of {counts['base']:,}; {settings['steps']} steps, lr {settings['lr']:g}, "
         f"seed {settings['seed']}.", "",
-        "| metric | base model | fine-tuned |", "|---|---|---|",
+        "| metric | base model | fine-tuned | reference |", "|---|---|---|---|",
     ]
-    for key, label in ROWS:
-        lines.append(f"| {label} | {base[key]:.3f} | {tuned[key]:.3f} |")
+    for key, label, reference in ROWS:
+        level = f"{tuned[reference]:.3f} ({REFERENCE_NAMES[reference]})" if reference in tuned else ""
+        lines.append(f"| {label.format(judged=judged_reals)} | {base[key]:.3f} | {tuned[key]:.3f} | {level} |")
     lines += [
         "", f"Samples: {settings['samples']} per model, DDIM {settings['sampling_steps']} steps, the same start noise "
         "for both models.", "",

@@ -1,7 +1,9 @@
 """``assess``: how realistic and how diverse a model's samples are against held-out real volumes.
 
 Writes ``assessment.json`` and ``montage.png`` (reals above samples) into OUT and emits every
-number as a metric event. With ``--train`` the training-set mean image is scored as a baseline.
+number as a metric event (see ``assessment.py``: MS-SSIM and voxel MMD, FID, feature MMD, precision/
+recall/density/coverage and Vendi scores on a 3D feature network). With ``--train`` the training-set
+mean image is scored as a baseline.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from .common import class_of_contrast, data_inputs, load_model_for_job
 from .option_types import at_least_two, non_negative_int, positive_int
 
 NAME = "assess"
-HELP = "Score a model's samples against real volumes: realism, diversity, MMD (+ mean-image baseline)."
+HELP = "Score a model's samples against real volumes: MS-SSIM, MMD, FID, precision/recall, Vendi (+ mean-image baseline)."
 
 
 def add_arguments(parser) -> None:
@@ -35,11 +37,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--class-label", type=non_negative_int, default=None)
     parser.add_argument("--batch", type=positive_int, default=1,
                         help="samples drawn together (faster on a CPU; the start noise is the same stream)")
+    parser.add_argument("--feature-net", default=None,
+                        help="feature network for FID/MMD/Vendi: a FeatureNet folder or MedicalNet .pth weights "
+                             "(default: the shipped one)")
     parser.add_argument("--out", required=True, help="folder for assessment.json and montage.png")
 
 
 def paths(args):
-    inputs = [args.model, args.adapter, *data_inputs(args.real, args.pattern, args.contrast),
+    inputs = [args.model, args.adapter, args.feature_net, *data_inputs(args.real, args.pattern, args.contrast),
               *data_inputs(args.train, args.pattern, args.contrast)]
     return inputs, [Output.of(args.out, folder=True)]
 
@@ -64,7 +69,8 @@ def run(args, context):
     sample_arrays = [s[0].numpy() for s in samples]
     real_arrays = [r[0].numpy() for r in reals.images]
     low, high = spec.normalisation().range
-    result = assess_samples(sample_arrays, real_arrays, mean, data_range=high - low)
+    result = assess_samples(sample_arrays, real_arrays, mean, data_range=high - low,
+                            network=feature_network(args.feature_net, spec))
     result.update({"samples": args.n, "reals": len(real_arrays), "ddim_steps": args.steps})
     for name, value in result.items():
         context.events.metric(name, value)
@@ -81,3 +87,13 @@ def run(args, context):
     for path in paths:
         context.events.artifact("file", str(path), "assessment")
     return paths
+
+
+def feature_network(path, spec):
+    """The network for feature metrics: None (the shipped one), a FeatureNet folder, or MedicalNet weights
+    (a file) resampling volumes onto the model's grid."""
+    if path is None:
+        return None
+    from ..metrics import load_feature_net, load_medicalnet
+
+    return load_medicalnet(path, shape=spec.shape, spacing=spec.spacing) if Path(path).is_file() else load_feature_net(path)

@@ -23,6 +23,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -130,6 +131,17 @@ def load_feature_net(folder: str | Path | None = None) -> FeatureNet:
     network = build_feature_net(spec)
     network.load_state_dict(load_safetensors(weights))
     return network.eval()
+
+
+@torch.no_grad()
+def contrast_shares(volumes, network: FeatureNet | None = None) -> dict[str, float]:
+    """Share of ``volumes`` (as for ``volume_features``) that the network's contrast head calls each contrast."""
+    from .features import network_input
+
+    network = network if network is not None else shipped_feature_net()
+    batch = torch.from_numpy(np.stack([network_input(v, network) for v in volumes]))[:, None]
+    votes = network.predict(batch)["contrast"].argmax(1)
+    return {name: float((votes == index).double().mean()) for index, name in enumerate(CONTRASTS)}
 
 
 @functools.lru_cache(maxsize=1)

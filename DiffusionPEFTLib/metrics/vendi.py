@@ -31,10 +31,15 @@ def vendi_score(kernel) -> float:
     return float(np.exp(-np.sum(eigenvalues * np.log(eigenvalues))))
 
 
+def cosine_vendi(features: torch.Tensor) -> float:
+    """Vendi score of feature vectors (n, D) with their cosine similarity as the kernel."""
+    unit = torch.nn.functional.normalize(features.double(), dim=1)
+    return vendi_score((unit @ unit.T).numpy())
+
+
 def feature_vendi(volumes, network: nn.Module | None = None) -> float:
     """Vendi score of a set of volumes with the cosine similarity of their features as the kernel."""
-    features = torch.nn.functional.normalize(volume_features(volumes, network), dim=1)
-    return vendi_score((features @ features.T).numpy())
+    return cosine_vendi(volume_features(volumes, network))
 
 
 def ms_ssim_vendi(volumes, data_range: float | None = None) -> float:

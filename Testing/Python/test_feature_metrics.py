@@ -167,3 +167,28 @@ def test_medicalnet_weights_from_a_local_file_give_features(tmp_path, cohort):
     assert metrics.fid(cohort["t1"][:4], cohort["t1"][:4], medicalnet) == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ModelError, match="ResNet-18"):
         metrics.load_medicalnet(path, depth=18)
+
+
+# --- the assessment: MS-SSIM-to-real beside feature metrics -----------------------------------------------------
+
+def test_assessment_exposes_a_mean_like_generator_that_ms_ssim_to_real_rewards(cohort):
+    """A 'generator' returning slightly perturbed copies of the training mean is closer to the reals by MS-SSIM
+    than the reals are to each other (realism ratio > 1), yet the feature metrics put it far behind
+    held-out reals on FID and feature MMD, and its Vendi scores are near 1 while the reals' are not."""
+    from DiffusionPEFTLib.assessment import assess_samples
+
+    train, reals, held_out = cohort["t1"][:8], cohort["t1"][8:16], cohort["t1"][16:24]
+    mean = np.mean(train, axis=0)
+    rng = np.random.default_rng(0)
+    mean_like = [mean + rng.normal(0, 0.01, mean.shape).astype(np.float32) for _ in range(8)]
+    honest = assess_samples(held_out, reals, mean)
+    gamed = assess_samples(mean_like, reals, mean)
+    assert gamed["realism_ratio"] > 1.0 > honest["realism_ratio"]
+    assert gamed["fid_sample_real"] > 3 * honest["fid_sample_real"]
+    assert gamed["feature_mmd_sample_real"] > honest["feature_mmd_sample_real"]
+    assert gamed["vendi_features_samples"] < 1.2 < honest["vendi_features_samples"]
+    assert gamed["vendi_ms_ssim_samples"] < honest["vendi_ms_ssim_samples"]
+    assert honest["vendi_features_reals"] == gamed["vendi_features_reals"]  # the cohort's own level, unchanged
+    assert gamed["coverage"] < honest["coverage"] and honest["recall"] > gamed["recall"]
+    assert honest["fid_mean_real"] == pytest.approx(gamed["fid_mean_real"])  # the mean image, repeated 8 times
+    assert honest["fid_sample_real"] < honest["fid_mean_real"]

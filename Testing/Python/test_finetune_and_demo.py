@@ -86,8 +86,13 @@ def test_assess_writes_numbers_and_a_montage(tmp_path, tiny_model_dir, volume_fo
     assert code == 0, events.events
     result = json.loads((tmp_path / "assessment" / "assessment.json").read_text())
     for key in ("ms_ssim_sample_real", "ms_ssim_real_real", "ms_ssim_sample_sample", "mmd_sample_real",
-                "mmd_mean_real", "realism_ratio", "diversity_ratio"):
+                "mmd_mean_real", "realism_ratio", "diversity_ratio", "fid_sample_real", "fid_mean_real",
+                "feature_mmd_sample_real", "feature_mmd_mean_real", "precision", "recall", "density", "coverage",
+                "vendi_features_samples", "vendi_features_reals", "vendi_ms_ssim_samples", "vendi_ms_ssim_reals"):
         assert np.isfinite(result[key]), key
+    assert 1.0 <= result["vendi_ms_ssim_reals"] <= result["reals"]
+    metric_names = {event["name"] for event in events.of("metric")}
+    assert {"fid_sample_real", "vendi_features_samples", "coverage"} <= metric_names
     assert result["ms_ssim_real_real"] < 1.0
     assert (tmp_path / "assessment" / "montage.png").stat().st_size > 5_000
 
@@ -106,7 +111,14 @@ def test_demo_runs_end_to_end_and_writes_its_report(tmp_path, tiny_model_dir, ti
         assert (report / name).exists(), name
     assert len(list((report / "samples").glob("*.nii.gz"))) == 4
     text = (report / "report.md").read_text()
-    assert "| metric | base model | fine-tuned |" in text
+    assert "| metric | base model | fine-tuned | reference |" in text
+    for model_metrics in metrics["metrics"].values():  # feature-network numbers beside the MS-SSIM ones
+        assert model_metrics["judged_target_contrast"] in (0.0, 0.5, 1.0)  # share of 2 samples called T2w
+        assert model_metrics["fid_sample_real"] >= 0 and model_metrics["fid_mean_real"] >= 0
+        assert 1.0 <= model_metrics["vendi_features_samples"] <= 2.0
+    assert metrics["settings"]["judged_reals"] == 1.0  # the feature network calls the simulated T2w reals T2w
+    assert metrics["settings"]["lr"] == 1e-4  # the demo's TenVOO-L learning rate for the T1w → T2w shift
+    assert "training mean image" in text and "FID samples" in text
     stages = {e["stage"] for e in events.of("progress")}
     assert {"simulate", "sample", "finetune", "translate"} <= stages
     # the translation part: each held-out subject's mean and std on its t1's grid, scored beside histogram matching
