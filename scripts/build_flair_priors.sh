@@ -8,46 +8,58 @@
 #   (4) tenvoo-l, lora  adapters on the same 20 subjects (class t1)
 #   (5) joint        one prior trained on the pretraining data + the 20 FLAIR (4 classes), same start and steps
 # Every step is resumable or skipped when its output exists; CPU hours in all (joint ≈ the prior's time).
+# Usage: scripts/build_flair_priors.sh [PART ...] with PART in data controlled grid adapters scratch joint (default:
+# all, in that order). Two parts at once on two cores: e.g. `… joint scratch &` and `… controlled grid adapters`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-1}
-JOINT_STEPS=${JOINT_STEPS:-3000}
+JOINT_STEPS=${JOINT_STEPS:-2000}
 SCRATCH_STEPS=${SCRATCH_STEPS:-1500}
 DP=.venv/bin/diffusion-peft
 PRIOR=Resources/Models/prior-t1-t2-pd-32x40x32
 OUT=build/flair_priors
 GRID="--shape 32 40 32 --spacing 6"
 ARCH="--channels 32 64 64 --attention-levels 0 0 1 --head-channels 64 --prediction v"
+PARTS=${*:-data controlled grid adapters scratch joint}
 mkdir -p $OUT
+wants() { [[ " $PARTS " == *" $1 "* ]]; }
+if wants data; then
 [ -f build/flair_finetune/manifest.json ] || \
   $DP simulate --n 20 --contrasts flair --atrophy 0:0.3 --lesions none $GRID --seed 6000 --out build/flair_finetune
 [ -f build/recon_validation/manifest.json ] || \
   $DP simulate --n 2 --contrasts t1,flair --atrophy 0:0.3 --lesions none $GRID --seed 4000 --out build/recon_validation
 [ -f build/recon_heldout/manifest.json ] || \
   $DP simulate --n 8 --contrasts flair --atrophy 0:0.3 --lesions none $GRID --seed 9500 --out build/recon_heldout
+[ -f build/prior_pretrain_data/manifest.json ] || \
+  $DP simulate --n 400 --contrasts t1,t2,pd --atrophy 0:0.3 --lesions none $GRID --seed 1000 --out build/prior_pretrain_data
+fi
 DATA="build/flair_finetune/manifest.json --contrast flair --threads $THREADS"
 # (3) controlled fine-tuning with its own budget and early stopping (the shipped recipe's defaults)
-[ -d $OUT/controlled ] || $DP finetune $PRIOR $DATA --method controlled --option new_class=true --steps 400 \
+if wants controlled && [ ! -d $OUT/controlled ]; then
+  $DP finetune $PRIOR $DATA --method controlled --option new_class=true --steps 400 \
   --out $OUT/controlled
+fi
 # (3) the grid: base learning rate (× 0.1 by the method) × steps, no early stop, no epoch cap
-for lr in 3e-5 3e-4 3e-3; do
+if wants grid; then for lr in 3e-5 3e-4 3e-3; do
   for steps in 25 100 400; do
     [ -d $OUT/controlled_lr${lr}_s${steps} ] || $DP finetune $PRIOR $DATA --method controlled --option new_class=true \
       --option max_epochs=null --option early_stopping_patience=null --lr $lr --steps $steps \
       --out $OUT/controlled_lr${lr}_s${steps}
   done
-done
+done; fi
 # (4) adapters, trained as class t1 (the classes' FLAIR-like neighbour: dark CSF)
-for method in tenvoo-l lora; do
+if wants adapters; then for method in tenvoo-l lora; do
   [ -d $OUT/$method ] || $DP finetune $PRIOR $DATA --class-label 0 --method $method --rank 4 --steps 200 \
     --out $OUT/$method
-done
+done; fi
 # (1) from scratch on the 20 FLAIR subjects
-OMP_WAIT_POLICY=PASSIVE $DP pretrain build/flair_finetune/manifest.json --contrast flair --out $OUT/scratch $GRID $ARCH \
+if wants scratch && [ ! -f $OUT/scratch/model.json ]; then OMP_WAIT_POLICY=PASSIVE $DP pretrain build/flair_finetune/manifest.json --contrast flair --out $OUT/scratch $GRID $ARCH \
   --batch 2 --lr 3e-4 --warmup 100 --steps "$SCRATCH_STEPS" --checkpoint-every 100 --val-fraction 0.1 --val-every 250 \
   --seed 0 --threads "$THREADS" --workdir $OUT/scratch_work --stop-file build/STOP_FLAIR_PRIORS --resume
+fi
 # (5) joint: the pretraining data and the 20 FLAIR subjects, from the same start as the prior, as many steps
-OMP_WAIT_POLICY=PASSIVE $DP pretrain build/prior_pretrain_data/manifest.json build/flair_finetune/manifest.json \
+if wants joint && [ ! -f $OUT/joint/model.json ]; then OMP_WAIT_POLICY=PASSIVE $DP pretrain build/prior_pretrain_data/manifest.json build/flair_finetune/manifest.json \
   --contrast t1,t2,pd,flair --init-from Resources/Models/demo-t1-32x40x32 --out $OUT/joint $GRID $ARCH --batch 2 \
   --lr 2e-4 --warmup 50 --steps "$JOINT_STEPS" --checkpoint-every 100 --val-fraction 0.03 --val-every 250 --seed 0 \
   --threads "$THREADS" --workdir $OUT/joint_work --stop-file build/STOP_FLAIR_PRIORS --resume
+fi
