@@ -9,11 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .adapters import AdapterSet, get_method, inject, plan_adapter
 from .adapters.plan import AdapterPlan
 from .context import RunContext
 from .errors import AdapterError, InputError
 from .models.diffusion_model import DiffusionModel
+from .models.latent_model import LatentDiffusionModel
 from .training import Trainer, TrainConfig, TrainingVolumes, TrainResult, split_validation
 
 
@@ -22,7 +25,8 @@ class FineTuneSettings:
     """method: registry name; targets: preset or regex (None = method default); options: rank, alpha, …;
     steps, batch, accum, lr: optimisation (lr None = the method's own default; either way it is
     multiplied by the method's recipe factor);
-    val_fraction / val_every: validation (a recipe with early stopping gets 20 % and every steps/10)."""
+    val_fraction / val_every: validation (a recipe with early stopping gets 20 % and every steps/10);
+    conditions: for a model conditioned on numbers (a latent model), the values of every training volume."""
 
     method: str = "tenvoo-l"
     targets: str | None = None
@@ -38,6 +42,7 @@ class FineTuneSettings:
     class_label: int | None = None
     class_name: str | None = None
     resume: bool = False
+    conditions: dict[str, float] | None = None
 
 
 @dataclass
@@ -51,7 +56,8 @@ def fine_tune(model: DiffusionModel, files: list[Path], settings: FineTuneSettin
               context: RunContext, sources: list[Path] | None = None) -> FineTuneOutcome:
     """Wrap ``model.unet`` with the method, train on ``files`` (model grid + normalisation), return the result.
 
-    ``sources``: for a translation model, the source volume paired with each file (the files are targets)."""
+    ``sources``: for a translation model, the source volume paired with each file (the files are targets).
+    A latent model trains its UNet on the volumes' latents, encoded once before training (its autoencoder is frozen)."""
     check_adapter_size(plan_adapter(model.config.unet, settings.method, settings.targets, **settings.options))
     adapters = inject(model.unet, settings.method, settings.targets, **settings.options)
     recipe = adapters.recipe
@@ -61,9 +67,15 @@ def fine_tune(model: DiffusionModel, files: list[Path], settings: FineTuneSettin
         check_labelled(model, label, settings.method)
         model.check_class_label(settings.class_label)
     labels = [label] * len(files) if label is not None else None
+    latent = isinstance(model, LatentDiffusionModel)
+    conditions = model.condition_values(settings.conditions) if latent else None
+    if settings.conditions and not latent:
+        raise InputError("This model takes no --condition values.", hint="Leave --condition out.")
     data = TrainingVolumes.load(files, model.config.input, labels, context.budget, sources)
     if warning := data.resampling_warning():
         context.events.log(warning, level="warning")
+    if latent:
+        data = encoded(model, data, conditions, context)
     val_fraction = settings.val_fraction or (0.2 if recipe.needs_validation else 0.0)
     train, val = split_validation(data, val_fraction, context.seed)
     steps = settings.steps
@@ -73,7 +85,8 @@ def fine_tune(model: DiffusionModel, files: list[Path], settings: FineTuneSettin
                          lr=(get_method(settings.method).lr if settings.lr is None else settings.lr) * recipe.lr_factor,
                          val_every=settings.val_every or (max(1, steps // 10) if val is not None else 0),
                          checkpoint_every=settings.checkpoint_every,
-                         early_stop_patience=recipe.early_stopping_patience or 0, augment=settings.augment,
+                         early_stop_patience=recipe.early_stopping_patience or 0,
+                         augment=settings.augment and not latent,  # latents are cached: no flips or contrast jitter
                          seed=context.seed)
     context.events.log(f"Fine-tuning {settings.method} on {len(train)} volumes ({len(val) if val else 0} for "
                        f"validation), {steps} steps, lr {config.lr:g}.")
@@ -81,7 +94,7 @@ def fine_tune(model: DiffusionModel, files: list[Path], settings: FineTuneSettin
                       context.events, context.cancel, val=val, callbacks=adapters.make_callbacks(steps),
                       stage="finetune", identity={
                           "method": settings.method, "targets": settings.targets, "options": settings.options,
-                          "class_label": label, "data": [str(p) for p in files],
+                          "class_label": label, "conditions": settings.conditions, "data": [str(p) for p in files],
                           "sources": [str(p) for p in sources or []]})
     if settings.resume and not trainer.load_checkpoint():
         context.events.log(f"No checkpoint in {workdir}; starting from scratch.", level="warning")
@@ -93,9 +106,26 @@ def fine_tune(model: DiffusionModel, files: list[Path], settings: FineTuneSettin
         "accum": settings.accum, "lr": config.lr, "seed": context.seed, "device": str(context.device),
         "wall_s": round(result.wall_s, 1), "final_loss": sum(result.losses[-20:]) / max(1, len(result.losses[-20:])),
         "best_val_loss": result.best_val_loss, "class_label": label,
+        **({"conditions": conditions} if conditions else {}),
         **({"new_class_name": settings.class_name or f"class {label}"} if recipe.new_class_label is not None else {}),
     }
     return FineTuneOutcome(adapters, result, provenance)
+
+
+def encoded(model: LatentDiffusionModel, data: TrainingVolumes, conditions: dict[str, float],
+            context: RunContext) -> TrainingVolumes:
+    """The training volumes as latents (N, C, x, y, z), encoded once, each with the vector (N, n) of the
+    ``conditions`` (as ``sources``: what the trainer hands to the model with each volume)."""
+    vector = model.condition_vector(conditions)
+    latents = []
+    for index in range(len(data)):
+        context.cancel.raise_if_requested("Encoding")
+        latents.append(model.encode(data.images[index:index + 1]).cpu())
+        context.events.progress("encode", index + 1, len(data))
+    vectors = vector.expand(len(data), -1).clone() if vector is not None else None
+    context.events.log(f"Encoded {len(data)} volumes to {'×'.join(map(str, model.grid_shape))} latents"
+                       f"{f' with conditions {conditions}' if conditions else ''}.")
+    return TrainingVolumes(torch.cat(latents), data.labels, data.files, vectors)
 
 
 def check_labelled(model: DiffusionModel, label: int | None, method: str) -> None:

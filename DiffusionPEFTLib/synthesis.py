@@ -1,4 +1,5 @@
-"""Synthesis: sample new volumes from a (fine-tuned) 3D DDPM with DDIM or (respaced) DDPM."""
+"""Synthesis: sample new volumes from a (fine-tuned) 3D DDPM with DDIM or (respaced) DDPM — in pixel space, or on
+a latent model's latent grid followed by its decoder."""
 
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ SAMPLERS = ("ddim", "ddpm")
 @torch.no_grad()
 def sample(model: DiffusionModel, count: int, steps: int = 50, sampler: str = "ddim", eta: float = 0.0,
            generator: torch.Generator | None = None, class_label: int | None = None, batch_size: int = 1,
-           events: EventSink | None = None, cancel: CancelToken | None = None) -> torch.Tensor:
+           events: EventSink | None = None, cancel: CancelToken | None = None,
+           conditions: dict[str, float] | None = None) -> torch.Tensor:
     """Draw ``count`` volumes → (count, C, X, Y, Z) in the model's intensity range (on the CPU).
 
     steps: denoising steps on an evenly spaced grid from T−1 to 0. sampler: "ddim" (``eta`` = 0:
     deterministic given the start noise) or "ddpm" (ancestral). Noise comes from ``generator``
-    (CPU) so a seed gives the same volumes on every run of the same device.
+    (CPU) so a seed gives the same volumes on every run of the same device. conditions: named numbers for a
+    model conditioned on them (e.g. {"age": 0.6}; the others take their defaults).
     """
     if sampler not in SAMPLERS:
         raise InputError(f"Unknown sampler '{sampler}'.", hint=f"Use one of {', '.join(SAMPLERS)}.")
@@ -29,6 +32,7 @@ def sample(model: DiffusionModel, count: int, steps: int = 50, sampler: str = "d
     events, cancel = events or ListSink(), cancel or CancelToken()
     generator = generator or torch.Generator().manual_seed(0)
     model.check_class_label(class_label)
+    model.sampling_condition(conditions, 1)  # unknown names or values are refused before any work
     device = model.device
     grid = model.schedule.timesteps(steps)
     outputs = []
@@ -39,10 +43,11 @@ def sample(model: DiffusionModel, count: int, steps: int = 50, sampler: str = "d
         shape = (size, model.out_channels, *model.grid_shape)
         x = torch.randn(shape, generator=generator).to(device)
         labels = torch.full((size,), class_label, device=device, dtype=torch.long) if class_label is not None else None
+        condition = model.sampling_condition(conditions, size)
         for index, t in enumerate(grid):
             cancel.raise_if_requested("Sampling")
             t_prev = grid[index + 1] if index + 1 < len(grid) else -1
-            x0, eps = model.denoise(x, t, labels)
+            x0, eps = model.denoise(x, t, labels, condition)
             noise = torch.randn(shape, generator=generator).to(device) if (sampler == "ddpm" or eta > 0) else None
             if sampler == "ddim":
                 x = model.schedule.ddim_step(x, x0, eps, t, t_prev, eta, noise)
@@ -50,5 +55,5 @@ def sample(model: DiffusionModel, count: int, steps: int = 50, sampler: str = "d
                 x = model.schedule.ddpm_step(x, x0, t, t_prev, noise)
             done += 1
             events.progress("sample", done, total)
-        outputs.append(x.float().cpu())
+        outputs.append(model.decode(x).float().cpu())
     return torch.cat(outputs)

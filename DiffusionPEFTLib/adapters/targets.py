@@ -10,7 +10,8 @@ Presets (MONAI ``DiffusionModelUNet`` names, reference §2.5 and tasks_and_monai
              the biases of the wrapped layers. Like the official code it does NOT match the middle block
              (``middle_block.resnet_1/_2``, ``middle_block.attention`` are not ``resnets``/``attentions``).
   all-conv   every Conv3d (conv_in, resnets, skips, down/upsamplers, middle block, out).
-  attention  every self-attention projection to_q/to_k/to_v/out_proj (and qkv), middle block included.
+  attention  every attention projection to_q/to_k/to_v/out_proj (and qkv), middle block included; in a
+             conditioned UNet the transformer blocks' self- and cross-attention (attn1, attn2) too.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ PRESETS: dict[str, TargetPreset] = {
                   r".*attentions.*\.to_v", r".*resnets.*\.time_emb_proj", r"time_embed\.2"),
         layer_types=SUPPORTED_LAYERS, train_norms="norm", train_bias=True),
     "all-conv": TargetPreset(patterns=(r".*",), layer_types=(nn.Conv3d,), train_norms=False, train_bias=False),
-    "attention": TargetPreset(patterns=(r".*\.attn\.(to_q|to_k|to_v|out_proj|qkv)",), layer_types=(nn.Linear,),
+    "attention": TargetPreset(patterns=(r".*\.attn[12]?\.(to_q|to_k|to_v|out_proj|qkv)",), layer_types=(nn.Linear,),
                               train_norms=False, train_bias=False),
 }
 DEFAULT_TARGETS = "tenvoo"

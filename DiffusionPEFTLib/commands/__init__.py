@@ -8,6 +8,7 @@ COMMAND_MODULES = [
     "evaluate",
     "info",
     "import_checkpoint",
+    "import_bundle",
     "assess",
     "finetune",
     "demo",

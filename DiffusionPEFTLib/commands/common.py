@@ -65,24 +65,28 @@ def data_inputs(sources, pattern: str | None = None, contrast: str | None = None
 
 
 def load_model_for_job(path: str | Path, context: RunContext, batch: int, training: bool,
-                       task: str | None = "synthesis") -> nn.Module:
-    """Load a model package of ``task`` (None: either kind) onto the job's device after checking the job
-    fits the memory budget; a package of another task is a ModelError that says what it is."""
+                       task: str | tuple[str, ...] | None = "synthesis") -> nn.Module:
+    """Load a model package of ``task`` (several: any of them; None: any kind) onto the job's device after
+    checking the job fits the memory budget; a package of another task is a ModelError that says what it is."""
     from ..models import read_model_config
+    from ..models.latent_model import latent_job_grid, load_latent_model
     from ..translation.model import load_translation_model
 
     config = read_model_config(path)
-    grid = config.input.shape
+    grid, decoding = config.input.shape, 0
     if config.task == "translation":  # the U-Net runs on the puzzled grid
         grid = tuple(-(-side // config.translation.get("puzzle", 1)) for side in grid)
+    elif config.task == "latent":  # the U-Net runs on the latent grid; the autoencoder decodes one volume at a time
+        grid, decoding = latent_job_grid(config)
     context.budget.check(
-        estimate_job_bytes(config.unet, grid, batch, training),
+        estimate_job_bytes(config.unet, grid, batch, training) + decoding,
         f"{'Training' if training else 'Sampling'} this model at {'×'.join(map(str, config.input.shape))} "
         f"with batch {batch}",
         hint="Use batch 1, a smaller grid, or a GPU with more memory.",
     )
-    loaders = {"synthesis": load_model, "translation": load_translation_model}
-    model = loaders[task or config.task](path, context.device)
+    loaders = {"synthesis": load_model, "translation": load_translation_model, "latent": load_latent_model}
+    accepted = (task,) if isinstance(task, str) else task
+    model = loaders[config.task if accepted is None or config.task in accepted else accepted[0]](path, context.device)
     context.events.log(f"Loaded {model.config.task} model {Path(path).name} ({model.parameter_count():,} parameters) "
                        f"on {context.device}.")
     return model

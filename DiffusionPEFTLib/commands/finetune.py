@@ -16,7 +16,7 @@ from ..plots import save_loss_curve
 from ..training import CHECKPOINT_NAME, find_volume_files
 from ..translation.pairs import find_pairs
 from .common import class_of_contrast, load_model_for_job
-from .option_types import non_negative_int, positive_int
+from .option_types import condition_values, non_negative_int, positive_int
 from .training_options import add_data_arguments, add_training_arguments, check_work_folder, work_folder_of
 
 NAME = "finetune"
@@ -39,6 +39,9 @@ def add_arguments(parser) -> None:
                         help="further method options, e.g. alpha=8, threshold=1.3 (values parsed as JSON)")
     parser.add_argument("--class-label", type=non_negative_int, default=None,
                         help="class label of the training volumes")
+    parser.add_argument("--condition", type=condition_values, default=None, metavar="NAME=VALUE,…",
+                        help="for a model conditioned on numbers (an imported latent model): the values of the "
+                        "training volumes, e.g. age=0.7; the others take the model's defaults")
     parser.add_argument("--out", default=None, help="adapter package folder to write")
     parser.add_argument("--dry-run", action="store_true", help="print the plan (layers, ranks, counts) and exit")
     parser.add_argument("--json", action="store_true", help="with --dry-run: print the plan as JSON on stdout")
@@ -117,7 +120,8 @@ def run(args, context):
         method=args.method, targets=options.pop("targets", None), options=options, steps=args.steps,
         batch=args.batch, accum=args.accum, lr=args.lr, val_fraction=args.val_fraction, val_every=args.val_every,
         checkpoint_every=args.checkpoint_every, augment=not args.no_augment,
-        class_label=class_of_contrast(model, args.contrast, args.class_label), class_name=args.contrast, resume=args.resume)
+        class_label=class_of_contrast(model, args.contrast, args.class_label), class_name=args.contrast, resume=args.resume,
+        conditions=args.condition)
     with work_folder(work_folder_of(args), keep_if=CHECKPOINT_NAME) as workdir:
         outcome = fine_tune(model, files, settings, workdir, context, sources)
         path = save_adapter(outcome.adapters, args.out, base_fingerprint=model.config.weights_sha256,

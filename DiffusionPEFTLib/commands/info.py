@@ -34,6 +34,7 @@ def model_card(path: Path) -> dict:
         "task": config.task,
         "scheduler": config.schedule.__dict__ if config.schedule else None,
         "translation": config.translation,
+        **({"latent": config.latent} if config.latent is not None else {}),
         "fingerprint": config.weights_sha256,
         "provenance": config.provenance,
     }

@@ -51,6 +51,23 @@ def float_in(low: float, high: float = math.inf, low_open: bool = False, high_op
     return parse
 
 
+def condition_values(text: str) -> dict[str, float]:
+    """'age=0.6,ventricular_vol=0.3' → {"age": 0.6, "ventricular_vol": 0.3} (which names exist, the model says)."""
+    values = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise argparse.ArgumentTypeError(
+                f"must be NAME=NUMBER pairs separated by commas, e.g. age=0.6 (got {item!r})")
+        number = _number(value.strip(), float)
+        if not math.isfinite(number):
+            raise argparse.ArgumentTypeError(f"must be finite numbers (got {item!r})")
+        values[name.strip()] = number
+    return values
+
+
+condition_values.__name__ = "NAME=NUMBER list"
+
 positive_int = int_at_least(1)
 at_least_two = int_at_least(2)  # metrics between volumes need pairs
 non_negative_int = int_at_least(0)

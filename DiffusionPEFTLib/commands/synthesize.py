@@ -11,7 +11,7 @@ from ..files import Output
 from ..synthesis import SAMPLERS, sample
 from ..volumes import GridMapping, Volume, from_model_grid, model_grid_affine, read_volume, write_volume
 from .common import contrast_label, load_model_for_job, numbered_outputs
-from .option_types import non_negative_int, positive_int, unit_interval
+from .option_types import condition_values, non_negative_int, positive_int, unit_interval
 
 NAME = "synthesize"
 HELP = "Sample new volumes from a (fine-tuned) diffusion model."
@@ -29,6 +29,9 @@ def add_arguments(parser) -> None:
                         help="class index for class-conditioned models")
     parser.add_argument("--contrast", default=None,
                         help="class by name for class-conditioned models (one of the model's condition_classes)")
+    parser.add_argument("--condition", type=condition_values, default=None, metavar="NAME=VALUE,…",
+                        help="for a model conditioned on numbers (e.g. an imported brain LDM): age=0.6,ventricular_vol=0.3; "
+                        "conditions not given take the model's defaults ('diffusion-peft info MODEL' lists them)")
     parser.add_argument("--batch", type=positive_int, default=1, help="volumes sampled together")
     parser.add_argument("--out", required=True, help="output volume (.nii.gz, .nrrd, …); numbered when --n > 1")
 
@@ -40,7 +43,7 @@ def paths(args):
 def run(args, context):
     outputs = numbered_outputs(args.out, args.n)
     reference = read_volume(args.like, context.budget) if args.like else None
-    model = load_model_for_job(args.model, context, args.batch, training=False)
+    model = load_model_for_job(args.model, context, args.batch, training=False, task=("synthesis", "latent"))
     if args.adapter:
         from ..adapters.apply import merge_adapter_package
 
@@ -48,7 +51,7 @@ def run(args, context):
     spec = model.config.input
     label = contrast_label(model, args.contrast, args.class_label)
     images = sample(model, args.n, args.steps, args.sampler, args.eta, context.generator(), label,
-                    args.batch, context.events, context.cancel)
+                    args.batch, context.events, context.cancel, args.condition)
     if reference is not None:
         params = spec.normalisation().fit(_on_model_grid(reference, spec).data)
         affine = model_grid_affine(reference.center_ras(), spec.shape, spec.spacing)

@@ -1,11 +1,14 @@
-"""Model packages and the DiffusionModel (MONAI DiffusionModelUNet + noise schedule + input spec)."""
+"""Model packages, the DiffusionModel (MONAI DiffusionModelUNet + noise schedule + input spec) and the
+LatentDiffusionModel (+ a frozen AutoencoderKL; imported from MONAI model-zoo bundles by ``bundle``)."""
 
 from .config import ModelConfig, InputSpec, ScheduleConfig, MODEL_FORMAT_VERSION
 from .schedule import NoiseSchedule
 from .diffusion_model import DiffusionModel
 from .package import load_model, save_model, read_model_config, weights_fingerprint
+from .latent_model import LatentDiffusionModel, load_latent_model, save_latent_model
 
 __all__ = [
     "ModelConfig", "InputSpec", "ScheduleConfig", "MODEL_FORMAT_VERSION", "NoiseSchedule", "DiffusionModel",
-    "load_model", "save_model", "read_model_config", "weights_fingerprint",
+    "load_model", "save_model", "read_model_config", "weights_fingerprint", "LatentDiffusionModel",
+    "load_latent_model", "save_latent_model",
 ]

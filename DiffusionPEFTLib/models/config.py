@@ -16,7 +16,7 @@ from ..volumes.intensity import IntensityNormalisation
 MODEL_FORMAT_VERSION = 1
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 SCHEDULES = ("linear_beta", "scaled_linear_beta", "sigmoid_beta", "cosine")
-TASKS = ("synthesis", "translation")  # what a package is for; a command given the wrong kind says so
+TASKS = ("synthesis", "translation", "latent")  # what a package is for; a command given the wrong kind says so
 
 _POSITIVE_INT = {"type": "integer", "minimum": 1, "description": "a whole number ≥ 1 is needed"}
 _POSITIVE_NUMBER = {"type": "number", "exclusiveMinimum": 0, "description": "a number > 0 is needed"}
@@ -36,15 +36,19 @@ _SOURCE_SIGNATURE = {
 MODEL_SCHEMA = {
     "type": "object",
     "required": ["format_version", "architecture", "input"],
-    # a synthesis model has a noise schedule; a translation model its bridge (checked by translation/)
+    # a synthesis model has a noise schedule; a translation model its bridge (checked by translation/); a latent
+    # model a noise schedule and its autoencoder (checked by models/latent_model.py)
     "if": {"properties": {"task": {"const": "translation"}}, "required": ["task"]},
     "then": {"required": ["translation"]},
     "else": {"required": ["scheduler"]},
+    "allOf": [{"if": {"properties": {"task": {"const": "latent"}}, "required": ["task"]},
+               "then": {"required": ["latent"]}}],
     "properties": {
         "format_version": {"type": "integer", "description": "a whole number is needed"},
         "task": {"enum": list(TASKS), "description": f"one of {', '.join(TASKS)} is needed"},
         "translation": {"type": "object", "description": "an object with the translation settings is needed",
                         "properties": {"source_signature": _SOURCE_SIGNATURE}},
+        "latent": {"type": "object", "description": "an object with the autoencoder and conditions is needed"},
         "architecture": {"type": "object", "required": ["arguments"], "properties": {"arguments": {
             "type": "object",
             "required": ["spatial_dims", "in_channels", "out_channels", "channels", "attention_levels"],
@@ -124,8 +128,10 @@ class InputSpec:
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything in model.json. ``unet`` holds DiffusionModelUNet keyword arguments; ``task`` says what the
-    package is for: ``synthesis`` (``schedule`` = its DDPM noise schedule) or ``translation`` (``schedule``
-    None; ``translation`` = source/target contrasts, puzzle factor and bridge, read by translation/)."""
+    package is for: ``synthesis`` (``schedule`` = its DDPM noise schedule), ``translation`` (``schedule``
+    None; ``translation`` = source/target contrasts, puzzle factor and bridge, read by translation/) or
+    ``latent`` (``schedule`` of the UNet on the latent grid; ``latent`` = autoencoder, scale factor and
+    conditions, read by models/latent_model.py)."""
 
     unet: dict[str, Any]
     schedule: ScheduleConfig | None
@@ -134,6 +140,7 @@ class ModelConfig:
     weights_sha256: str = ""
     task: str = "synthesis"
     translation: dict[str, Any] | None = None
+    latent: dict[str, Any] | None = None
 
     def to_dict(self) -> dict:
         spec = {
@@ -149,6 +156,8 @@ class ModelConfig:
             spec["scheduler"] = asdict(self.schedule)
         if self.translation is not None:
             spec["translation"] = dict(self.translation)
+        if self.latent is not None:
+            spec["latent"] = dict(self.latent)
         return spec
 
     @classmethod
@@ -172,4 +181,4 @@ class ModelConfig:
         )
         arguments = dict(spec["architecture"]["arguments"])
         return cls(arguments, schedule, input_spec, spec.get("provenance", {}), spec.get("weights_sha256", ""),
-                   spec.get("task", "synthesis"), spec.get("translation"))
+                   spec.get("task", "synthesis"), spec.get("translation"), spec.get("latent"))

@@ -11,19 +11,31 @@ from .config import ModelConfig
 from .schedule import NoiseSchedule
 
 
-def build_unet(arguments: dict) -> nn.Module:
-    """Construct a DiffusionModelUNet; bad arguments become a ModelError naming MONAI's complaint."""
+def build_unet(arguments: dict, initialise: bool = True, source: str = "model.json") -> nn.Module:
+    """Construct a DiffusionModelUNet; bad arguments become a ModelError naming MONAI's complaint and ``source``.
+
+    ``initialise=False``: uninitialised CPU tensors (built on the meta device, then allocated), for a network
+    whose every tensor is about to be loaded — a 553 M-parameter UNet then skips seconds of random init."""
     from monai.networks.nets import DiffusionModelUNet
 
-    arguments = {**arguments}
-    for name in ("channels", "attention_levels", "num_head_channels", "num_res_blocks"):
-        if isinstance(arguments.get(name), list):
-            arguments[name] = tuple(arguments[name])
+    return build_network(DiffusionModelUNet, arguments, initialise, source,
+                         hint="Check architecture.arguments against MONAI's DiffusionModelUNet.")
+
+
+def build_network(network_class: type, arguments: dict, initialise: bool = True, source: str = "model.json",
+                  hint: str = "") -> nn.Module:
+    """``network_class(**arguments)`` (JSON lists become tuples); ModelError naming ``source`` when it cannot be
+    built. ``initialise``: see :func:`build_unet`."""
+    arguments = {name: tuple(value) if isinstance(value, list) else value for name, value in arguments.items()}
     try:
-        return DiffusionModelUNet(**arguments)
+        if initialise:
+            return network_class(**arguments)
+        with torch.device("meta"):
+            network = network_class(**arguments)
+        return network.to_empty(device="cpu")
     except (TypeError, ValueError) as exc:
-        raise ModelError(f"The architecture in model.json cannot be built: {exc}",
-                         hint="Check architecture.arguments against MONAI's DiffusionModelUNet.") from None
+        raise ModelError(f"The architecture in {source} cannot be built: {exc}",
+                         hint=hint or f"Check its arguments against MONAI's {network_class.__name__}.") from None
 
 
 class DiffusionModel(nn.Module):
@@ -75,26 +87,39 @@ class DiffusionModel(nn.Module):
                          hint=f"This model knows: {known}." if count else
                          "This model is unconditional: leave the class label out.")
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.unet(x_t, timesteps=t, class_labels=class_labels)
+    def sampling_condition(self, values: dict[str, float] | None, count: int) -> torch.Tensor | None:
+        """The ``condition`` for sampling ``count`` volumes with named condition ``values`` (``--condition``):
+        None here — a pixel model is conditioned by class only (InputError when values are given)."""
+        if values:
+            raise InputError("This model takes no --condition values.",
+                             hint="Leave --condition out (a class-conditioned model takes --contrast or --class-label).")
+        return None
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """The sampled network-grid tensor as volumes on the model grid (the identity for a pixel-space model)."""
+        return x
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None,
+                condition: torch.Tensor | None = None) -> torch.Tensor:
+        """The network output for x_t (B, C, X, Y, Z) at timesteps t (B,).
+
+        condition: optional (B, C_cond, X, Y, Z) concatenated to x_t on the channel axis."""
+        net_in = x_t if condition is None else torch.cat([x_t, condition], dim=1)
+        return self.unet(net_in, timesteps=t, class_labels=class_labels)
 
     def loss(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
              class_labels: torch.Tensor | None = None, condition: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean squared error between the network output and its training target at timesteps ``t``.
-
-        condition: optional (B, C_cond, X, Y, Z) concatenated to x_t on the channel axis.
-        """
+        """Mean squared error between the network output and its training target at timesteps ``t``
+        (``condition``: see :meth:`forward`)."""
         x_t = self.schedule.add_noise(x0, noise, t)
-        net_in = x_t if condition is None else torch.cat([x_t, condition], dim=1)
-        output = self(net_in, t, class_labels)
+        output = self(x_t, t, class_labels, condition)
         return F.mse_loss(output.float(), self.schedule.training_target(x0, noise, t).float())
 
     def denoise(self, x_t: torch.Tensor, t: int, class_labels: torch.Tensor | None = None,
                 condition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One network evaluation at integer timestep ``t`` → (x̂0, ε̂)."""
         steps = torch.full((x_t.shape[0],), int(t), device=x_t.device, dtype=torch.long)
-        net_in = x_t if condition is None else torch.cat([x_t, condition], dim=1)
-        return self.schedule.split(self(net_in, steps, class_labels), x_t, steps)
+        return self.schedule.split(self(x_t, steps, class_labels, condition), x_t, steps)
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.unet.parameters())

@@ -1,4 +1,5 @@
-"""Model packages: a folder (or one .zip of it) with ``model.json`` + ``weights.safetensors``.
+"""Model packages: a folder (or one .zip of it) with ``model.json`` + ``weights.safetensors`` (the UNet; a latent
+model adds ``autoencoder.safetensors``, see latent_model.py).
 
 Loading never unpickles code. The sha256 of the weights file is recorded in model.json and
 checked on load; it is also the base-model fingerprint adapters are tied to.
@@ -6,9 +7,11 @@ checked on load; it is also the base-model fingerprint adapters are tied to.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import sys
 import zipfile
 from pathlib import Path
 from typing import Callable
@@ -19,10 +22,10 @@ from torch import nn
 from ..errors import ModelError
 from ..files import staged
 from .config import ModelConfig
-from .diffusion_model import DiffusionModel
+from .diffusion_model import DiffusionModel, build_unet
 
 CONFIG_NAME = "model.json"
-TASK_COMMANDS = {"synthesis": "synthesize", "translation": "translate"}
+TASK_COMMANDS = {"synthesis": "synthesize", "translation": "translate", "latent": "synthesize"}
 WEIGHTS_NAME = "weights.safetensors"
 
 
@@ -63,76 +66,128 @@ def weights_fingerprint(weights: bytes) -> str:
     return hashlib.sha256(weights).hexdigest()
 
 
+def file_fingerprint(path: Path) -> str:
+    """:func:`weights_fingerprint` of a file's bytes, read as a stream."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> DiffusionModel:
     """Load a synthesis model package onto ``device`` in eval mode; the weights' sha256 must match model.json."""
     return load_package(path, "synthesis", DiffusionModel, device)
 
 
-def load_package(path: str | Path, task: str, build: Callable[[ModelConfig], nn.Module],
+def load_package(path: str | Path, task: str, build: Callable[..., nn.Module],
                  device: torch.device | str = "cpu") -> nn.Module:
-    """Load a package of ``task`` (ModelError naming the package's own task otherwise): ``build(config)``
-    makes the module, whose ``.unet`` receives the checksum-verified weights."""
-    from safetensors.torch import load as load_safetensors
-
+    """Load a package of ``task`` (ModelError naming the package's own task otherwise): ``build(config, unet=…)``
+    makes the module around an uninitialised UNet, which then receives the checksum-verified weights."""
     path = Path(path)
     config = read_model_config(path)
     if config.task != task:
         raise ModelError(f"{path.name} is a {config.task} model, not a {task} model.",
                          hint=f"Give a {task} model here, or use this one with "
                          f"'diffusion-peft {TASK_COMMANDS[config.task]}'.")
-    weights = _read_member(path, WEIGHTS_NAME)
-    digest = weights_fingerprint(weights)
-    if config.weights_sha256 and digest != config.weights_sha256:
-        raise ModelError(f"The weights of {path.name} do not match the checksum in model.json.",
-                         hint="The file is damaged or was replaced: copy the package again.")
-    try:
-        state = load_safetensors(weights)
-    except Exception as exc:
-        raise ModelError(f"Cannot read {WEIGHTS_NAME} in {path.name}: {exc}", hint="Copy the package again.") from None
-    model = build(dataclasses.replace(config, weights_sha256=digest))
+    state, digest = read_package_tensors(path, WEIGHTS_NAME, config.weights_sha256)
+    model = build(dataclasses.replace(config, weights_sha256=digest), unet=build_unet(config.unet, initialise=False))
     load_unet_state(model, state, path.name)
     return model.to(device).eval()
 
 
+def read_package_tensors(path: Path, name: str, sha256: str) -> tuple[dict[str, torch.Tensor], str]:
+    """The tensors of the safetensors file ``name`` in package ``path`` and its sha256; ModelError when the
+    file is missing, damaged, or its checksum differs from ``sha256`` (when one is recorded). In a folder the
+    file is hashed as a stream and its tensors are memory-mapped (no whole-file copy in memory)."""
+    from safetensors.torch import load as load_safetensors, load_file
+
+    member = path / name
+    if path.is_dir() and member.is_file():
+        digest, read = file_fingerprint(member), lambda: load_file(member)
+    else:
+        data = _read_member(path, name)
+        digest, read = weights_fingerprint(data), lambda: load_safetensors(data)
+    if sha256 and digest != sha256:
+        raise ModelError(f"The weights of {path.name} do not match the checksum in model.json ({name}).",
+                         hint="The file is damaged or was replaced: copy the package again.")
+    try:
+        return read(), digest
+    except Exception as exc:
+        raise ModelError(f"Cannot read {name} in {path.name}: {exc}", hint="Copy the package again.") from None
+
+
 def load_unet_state(model: nn.Module, state: dict, source: str) -> None:
-    own = model.unet.state_dict()
+    load_network_state(model.unet, state, source)
+
+
+def load_network_state(network: nn.Module, state: dict, source: str, where: str = "model.json",
+                       hint: str = "The package's model.json and weights belong to different models.") -> None:
+    """Load ``state`` into a MONAI network (DiffusionModelUNet, AutoencoderKL): current key names exactly,
+    MONAI-Generative names through the network's ``load_old_state_dict``. ModelError when the tensors do not
+    fit the architecture in ``where`` — also when an old-format file leaves a tensor of the network unset."""
+    own = network.state_dict()
+    if not all(name in own for name in state) and hasattr(network, "load_old_state_dict"):
+        _load_old_format(network, state, source, where, hint)
+        return
     resized = [name for name, tensor in state.items() if name in own and tuple(own[name].shape) != tuple(tensor.shape)]
     if resized:
-        raise ModelError(f"The weights in {source} do not fit the architecture in model.json ({len(resized)} tensors "
+        raise ModelError(f"The weights in {source} do not fit the architecture in {where} ({len(resized)} tensors "
                          f"have other sizes, e.g. {resized[0]}: {tuple(state[resized[0]].shape)} vs "
-                         f"{tuple(own[resized[0]].shape)}).",
-                         hint="The package's model.json and weights belong to different models.")
-    missing, unexpected = model.unet.load_state_dict(state, strict=False)
+                         f"{tuple(own[resized[0]].shape)}).", hint=hint)
+    missing, unexpected = network.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ModelError(
-            f"The weights in {source} do not fit the architecture in model.json "
+            f"The weights in {source} do not fit the architecture in {where} "
             f"({len(missing)} missing, {len(unexpected)} unexpected tensors, e.g. {(missing or unexpected)[0]}).",
-            hint="The package's model.json and weights belong to different models.",
+            hint=hint,
         )
 
 
+def _load_old_format(network: nn.Module, state: dict, source: str, where: str, hint: str) -> None:
+    """MONAI's ``load_old_state_dict`` renames the tensors; it keeps the network's own value for a tensor the file
+    lacks, so every tensor is NaN first and any NaN left afterwards (one sum per tensor) is reported as missing."""
+    with torch.no_grad():
+        for tensor in network.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.fill_(float("nan"))
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # it may print; stdout carries the JSON events
+            network.load_old_state_dict(dict(state))
+    except (KeyError, RuntimeError) as exc:
+        raise ModelError(f"The old-format (MONAI-Generative) weights in {source} do not fit the architecture in "
+                         f"{where} ({type(exc).__name__}: {str(exc)[:200]}).", hint=hint) from None
+    unset = [name for name, tensor in network.state_dict().items()
+             if tensor.is_floating_point() and bool(torch.isnan(tensor.sum()))]
+    if unset:
+        raise ModelError(f"The old-format weights in {source} do not fit the architecture in {where}: {len(unset)} "
+                         f"tensors are missing or NaN (e.g. {unset[0]}).", hint=hint)
+
+
 def save_model(model: nn.Module, path: str | Path, provenance: dict | None = None,
-               overwrite: bool = False) -> Path:
+               overwrite: bool = False, companions: dict[str, bytes] | None = None) -> Path:
     """Write a package folder (or a .zip when ``path`` ends in .zip) atomically; return its path.
 
+    ``companions``: further files of the package by name (e.g. a latent model's autoencoder weights).
     An existing package is replaced only with ``overwrite`` and only if it holds nothing but a
     package this tool wrote (see :mod:`DiffusionPEFTLib.files`)."""
-    from safetensors.torch import save as save_safetensors
+    from safetensors.torch import save as save_safetensors, save_file
 
     path = Path(path)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.unet.state_dict().items()}
-    weights = save_safetensors(state)
-    config = dataclasses.replace(model.config, provenance={**model.config.provenance, **(provenance or {})},
-                                 weights_sha256=weights_fingerprint(weights))
-    text = json.dumps(config.to_dict(), indent=2)
+    provenance = {**model.config.provenance, **(provenance or {})}
     if path.suffix == ".zip":
+        weights = save_safetensors(state)
+        config = dataclasses.replace(model.config, provenance=provenance, weights_sha256=weights_fingerprint(weights))
         with staged(path, overwrite=overwrite) as archive, zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
-            zf.writestr(CONFIG_NAME, text)
-            zf.writestr(WEIGHTS_NAME, weights)
+            zf.writestr(CONFIG_NAME, json.dumps(config.to_dict(), indent=2))
+            for name, data in {WEIGHTS_NAME: weights, **(companions or {})}.items():
+                zf.writestr(name, data)
     else:
         with staged(path, overwrite=overwrite, folder=True) as folder:
-            (folder / CONFIG_NAME).write_text(text)
-            (folder / WEIGHTS_NAME).write_bytes(weights)
+            save_file(state, folder / WEIGHTS_NAME)  # straight to the file: no second copy of a large model in memory
+            config = dataclasses.replace(model.config, provenance=provenance,
+                                         weights_sha256=file_fingerprint(folder / WEIGHTS_NAME))
+            (folder / CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2))
+            for name, data in (companions or {}).items():
+                (folder / name).write_bytes(data)
     model.config = config
     return path
 
@@ -147,16 +202,9 @@ def import_checkpoint(config_path: str | Path, checkpoint: str | Path) -> Diffus
     if not path.is_file():
         raise ModelError(f"Checkpoint not found: {path}", hint="Give the path of a .pt/.pth file.")
     state = read_state_dict(path)
-    model = DiffusionModel(config)
-    if any(".to_q." in k and ".attn." not in k for k in state) or any("proj_attn" in k for k in state):
-        try:
-            model.unet.load_old_state_dict(state)
-        except (KeyError, RuntimeError) as exc:
-            raise ModelError(f"The old-format weights in {path.name} do not fit the architecture in model.json "
-                             f"({type(exc).__name__}: {str(exc)[:200]}).",
-                             hint="Use the model.json of the network that saved this checkpoint.") from None
-    else:
-        load_unet_state(model, state, Path(checkpoint).name)
+    model = DiffusionModel(config, unet=build_unet(config.unet, initialise=False))
+    load_network_state(model.unet, state, path.name,
+                       hint="Use the model.json of the network that saved this checkpoint.")
     return model
 
 
@@ -167,7 +215,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     import pickle
 
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        state = _torch_load(path)
     except pickle.UnpicklingError as exc:
         if "weights only" in str(exc).lower():
             raise ModelError(f"{path.name} contains pickled code, which is never executed.",
@@ -181,6 +229,17 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"{path.name} does not hold a state_dict of tensors.", hint="Export the network's state_dict.")
     return state
+
+
+def _torch_load(path: Path):
+    """``torch.load(weights_only=True)``, memory-mapped where the file's format allows (a 2 GB checkpoint then
+    loads in a fraction of a second; its tensors are copied into the network later)."""
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as exc:  # files of torch's legacy format cannot be mapped
+        if "mmap" not in str(exc):
+            raise
+    return torch.load(str(path), map_location="cpu", weights_only=True)
 
 
 def _not_a_checkpoint(path: Path) -> ModelError:

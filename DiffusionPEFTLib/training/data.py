@@ -93,6 +93,8 @@ class TrainingVolumes:
     """Volumes on the model grid: ``images`` (N, 1, X, Y, Z) float32 in the model range, optional
     integer ``labels`` (N,), the files they came from, and for paired data (translation) the ``sources``
     (N, 1, X, Y, Z): each target is resampled onto its source's model grid, so a pair stays aligned.
+    (For a latent model, fine-tuning replaces ``images`` by their latents (N, C, x, y, z) and ``sources`` by
+    the condition vectors (N, n): ``sources`` is what the trainer hands to the model with each volume.)
     ``resampled``: what :meth:`load` found for paired data, one line per pair whose target file lies on
     another grid (shape or affine) than its source file."""
 

@@ -58,7 +58,8 @@ class TrainConfig:
 @dataclass
 class Batch:
     """One micro-batch: clean volumes x0 (B, 1, X, Y, Z), noise like x0, timesteps (B,), labels (B,) or None,
-    condition (B, 1, X, Y, Z) or None (the paired source volumes of a translation model)."""
+    condition (B, 1, X, Y, Z) or None (the paired source volumes of a translation model; a latent model's x0 are
+    latents (B, C, x, y, z) and its condition the condition vectors (B, n))."""
 
     x0: torch.Tensor
     noise: torch.Tensor

@@ -15,6 +15,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from bundles import BRAIN_NETWORKS, tiny_inference, tiny_metadata, write_bundle
 from conftest import TINY_ARCH, run_cli
 from sandbox import make_sandbox, snapshot
 
@@ -102,6 +103,16 @@ def mismatched_state_dict(root: Path) -> None:
     (root / "model.json").write_text(json.dumps(spec))
 
 
+def bundle_folder(weights: bool = True, **changes):
+    """A MONAI bundle (narrow networks in the brain LDM's scheme) in ``bundle/``; ``changes`` replace entries of
+    its inference.json after the weights are made."""
+    def setup(root: Path) -> None:
+        write_bundle(root / "bundle", tiny_inference(), tiny_metadata(), BRAIN_NETWORKS if weights else None)
+        config = {**tiny_inference(), **changes}
+        (root / "bundle" / "configs" / "inference.json").write_text(json.dumps(config))
+    return setup
+
+
 def work_folder_with(checkpoint: bytes | None):
     def setup(root: Path) -> None:
         work = root / "new_model.work"
@@ -163,6 +174,8 @@ CASES = {
     "class-label-unconditional": Case([*SYN, "--class-label", "0", "--out", "o.nii.gz"], "input",
                                       ["class label 0", "unconditional"]),
     "sampler-unknown": Case([*SYN, "--sampler", "euler", "--out", "o.nii.gz"], "input", ["--sampler"]),
+    "condition-not-pairs": Case([*SYN, "--condition", "age", "--out", "o.nii.gz"], "input", ["--condition", "name=number"]),
+    "condition-on-pixel-model": Case([*SYN, "--condition", "age=0.5", "--out", "o.nii.gz"], "input", ["--condition"]),
     "out-not-a-volume": Case([*SYN, "--out", "o.txt"], "input", [".nii.gz"]),
     "out-exists": Case([*SYN, "--out", "existing.nii.gz"], "input", ["already exists", "--overwrite"]),
     "out-is-reference": Case([*SYN, "--like", "ref.nii.gz", "--out", "ref.nii.gz", "--overwrite"], "input",
@@ -229,6 +242,20 @@ CASES = {
                                       mismatched_state_dict),
     "import-missing-checkpoint": Case(["import", "model/model.json", "none.pt", "--out", "new"], "model",
                                       ["not found"]),
+    # import-bundle
+    "import-bundle-missing": Case(["import-bundle", "no_bundle", "--out", "new"], "input", ["not found"]),
+    "import-bundle-not-a-bundle": Case(["import-bundle", "notes", "--out", "new"], "input", ["inference.json"]),
+    "import-bundle-out-inside": Case(["import-bundle", "bundle", "--out", "bundle/model"], "input",
+                                     ["inside the input"], bundle_folder()),
+    "import-bundle-no-weights": Case(["import-bundle", "bundle", "--out", "new"], "model",
+                                     ["put the downloaded file here", "autoencoder.pt"], bundle_folder(weights=False)),
+    "import-bundle-expression": Case(["import-bundle", "bundle", "--out", "new"], "input",
+                                     ["scale_factor", "never run", "--scale-factor"],
+                                     bundle_folder(scale_factor="$float(open('scale.txt').read())")),
+    "import-bundle-shape-not-multiple": Case(["import-bundle", "bundle", "--shape", "10", "16", "16", "--out", "new"],
+                                             "input", ["multiple of 4", "--shape"], bundle_folder()),
+    "import-bundle-not-json": Case(["import-bundle", "bundle", "--out", "new"], "input", ["not valid json"],
+                                   combined(bundle_folder(), text_file("bundle/configs/inference.json", "{oops"))),
     # pretrain
     "pretrain-out-is-data": Case([*PRE, "--out", "scans", "--overwrite"], "input", ["is the input"]),
     "pretrain-out-inside-data": Case([*PRE, "--out", "scans/model"], "input", ["inside the input"]),
@@ -268,6 +295,7 @@ CASES = {
     "finetune-method-unknown": Case([*FT, "--method", "qlora", "--out", "a"], "input", ["--method"]),
     "finetune-option-not-pair": Case([*FT, "--option", "alpha", "--out", "a"], "input", ["key=value"]),
     "finetune-no-out": Case(FT, "input", ["--out"]),
+    "finetune-condition-on-pixel-model": Case([*FT, "--condition", "age=0.5", "--out", "a"], "input", ["--condition"]),
     "finetune-diverges": Case([*FT[:4], "3", "--method", "full", "--lr", "1e30", "--out", "a"], "input",
                               ["diverged", "--lr"]),
     "finetune-resume-other-rank": Case([*FT, "--method", "lora", "--rank", "4", "--resume", "--overwrite",
