@@ -138,18 +138,19 @@ def staged(path: str | os.PathLike, *, overwrite: bool = False, folder: bool = F
 
 
 @contextlib.contextmanager
-def work_folder(path: str | os.PathLike, keep_if: str) -> Iterator[Path]:
-    """A folder for checkpoints and logs, made (with a marker) if missing.
+def work_folder(path: str | os.PathLike, keep_if: str, kind: str = "work") -> Iterator[Path]:
+    """A folder for checkpoints and logs, made (with a marker of ``kind``) if missing.
 
     When the block fails and this call made the folder, it is removed unless it now holds ``keep_if``
-    (the checkpoint a later ``--resume`` continues); a cancel always keeps it.
+    (the checkpoint a later ``--resume`` continues); a cancel always keeps it. A ``kind`` other than
+    "work" (e.g. a resumable study) lists no files in its marker, so no other output ever replaces it.
     """
     path = Path(path)
     existed = path.exists()
     created = [] if existed else _make_parents(path)
     try:
         if not existed:
-            (path / MARKER_NAME).write_text(json.dumps({"written_by": "DiffusionPEFT", "kind": "work"}) + "\n")
+            (path / MARKER_NAME).write_text(json.dumps({"written_by": "DiffusionPEFT", "kind": kind}) + "\n")
         yield path
     except JobCancelled:
         raise

@@ -103,3 +103,47 @@ def save_case_figure(rows: dict[str, dict[str, np.ndarray]], path: str | Path, m
         axes[row][0].text(-0.08, 0.5, case, transform=axes[row][0].transAxes, rotation=90, fontsize=7,
                           ha="right", va="center")
     return _save(plt, fig, path, overwrite, title)
+
+
+def save_pareto(points: list[dict], path: str | Path, xlabel: str, ylabel: str,
+                reference: tuple[str, float, float | None] | None = None, title: str | None = None,
+                overwrite: bool = False) -> Path:
+    """Cost (log x) against an error (y, lower is better) with ± error bars, and the Pareto front.
+
+    points: {"label", "group", "x", "y", "yerr"} — one colour per label, one marker per group (e.g. a
+    budget); yerr may be None. The front joins the points no other point beats at a lower or equal x.
+    reference: (name, y, yerr) drawn as a dashed line with a ± band (something with no x, e.g. a base model).
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    labels = list(dict.fromkeys(p["label"] for p in points))
+    groups = list(dict.fromkeys(p["group"] for p in points))
+    colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(labels), 1), endpoint=False))
+    markers = "osD^v<>P*X"
+    for point in points:
+        index = labels.index(point["label"])
+        marker = markers[groups.index(point["group"]) % len(markers)]
+        ax.errorbar(point["x"], point["y"], yerr=point["yerr"], fmt=marker, color=colours[index], markersize=5,
+                    capsize=2, linewidth=0.8)
+    front, best = [], np.inf
+    for point in sorted(points, key=lambda p: (p["x"], p["y"])):
+        if point["y"] < best:
+            front.append(point)
+            best = point["y"]
+    if front:
+        ax.plot([p["x"] for p in front], [p["y"] for p in front], "-", color="0.5", linewidth=0.8, zorder=0,
+                label="Pareto front")
+    if reference is not None:
+        name, value, spread = reference
+        ax.axhline(value, color="black", linestyle="--", linewidth=0.8, label=name)
+        if spread:
+            ax.axhspan(value - spread, value + spread, color="black", alpha=0.08)
+    for index, label in enumerate(labels):
+        ax.plot([], [], "o", color=colours[index], label=label)
+    for index, group in enumerate(groups):
+        ax.plot([], [], markers[index % len(markers)], color="0.3", fillstyle="none", label=str(group))
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(frameon=False, fontsize=6, ncol=2, loc="best")
+    return _save(plt, fig, path, overwrite, title)

@@ -16,4 +16,5 @@ COMMAND_MODULES = [
     "translate_train",
     "translate",
     "reconstruct",
+    "benchmark_paradigms",
 ]

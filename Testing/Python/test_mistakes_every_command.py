@@ -127,6 +127,16 @@ def finished_finetune(root: Path) -> None:
     trained_adapter(root)
 
 
+def study_folder(settings: dict | None):
+    """A benchmark-paradigms study folder whose state has ``settings`` (None: a damaged state file)."""
+    def setup(root: Path) -> None:
+        (root / "study").mkdir()
+        (root / "study" / ".diffusion-peft-output.json").write_text('{"written_by": "DiffusionPEFT", "kind": "paradigms-study"}')
+        state = {"format": "diffusion-peft-paradigms", "format_version": 1, "settings": settings, "cells": {}}
+        (root / "study" / "paradigms.json").write_text(json.dumps(state) if settings is not None else "{oops")
+    return setup
+
+
 def job(spec, raw: bytes | None = None):
     def setup(root: Path) -> None:
         (root / "job").mkdir()
@@ -155,6 +165,7 @@ class Case:
 SYN = ["synthesize", "model", "--steps", "2"]
 PRE = ["pretrain", "scans", *TINY_ARCH, "--steps", "1"]
 FT = ["finetune", "model", "scans", "--steps", "1"]
+BP = ["benchmark-paradigms", "--model", "model", "--methods", "lora", "--seeds", "1", "--budgets", "1"]
 NON_UTF8 = "out\udcff.nii.gz"  # how Python hands a non-UTF-8 file name from argv to the program
 
 CASES = {
@@ -418,6 +429,24 @@ CASES = {
                                ["is the input"]),
     "assess-n-0": Case(["assess", "model", "scans", "--n", "0", "--out", "a"], "input", ["--n"]),
     "assess-n-1": Case(["assess", "model", "scans", "--n", "1", "--out", "a"], "input", ["--n", "≥ 2"]),
+    # benchmark-paradigms
+    "paradigms-out-exists": Case([*BP, "--out", "notes"], "input", ["already exists"]),
+    "paradigms-out-user-folder": Case([*BP, "--out", "notes", "--overwrite"], "input", ["did not write"]),
+    "paradigms-out-other-output": Case([*BP, "--out", "adapter", "--overwrite"], "input",
+                                       ["not a benchmark-paradigms study", "new --out"], trained_adapter),
+    "paradigms-out-inside-model": Case([*BP, "--out", "model/study"], "input", ["inside the input"]),
+    "paradigms-model-not-a-package": Case(["benchmark-paradigms", "--model", "scans", "--out", "s"], "model",
+                                          ["model.json is missing"]),
+    "paradigms-method-unknown": Case([*BP, "--methods", "lora", "qlora", "--out", "s"], "input", ["--methods", "qlora"]),
+    "paradigms-seeds-0": Case([*BP, "--seeds", "0", "--out", "s"], "input", ["--seeds", "≥ 1"]),
+    "paradigms-budget-0": Case([*BP, "--budgets", "40", "0", "--out", "s"], "input", ["--budgets", "≥ 1"]),
+    "paradigms-atrophy-above-1": Case([*BP, "--atrophy", "0:0.2", "0.8:1.5", "--out", "s"], "input", ["--atrophy", "[0, 1]"]),
+    "paradigms-heldout-1": Case([*BP, "--heldout-per-class", "1", "--out", "s"], "input", ["--heldout-per-class", "≥ 2"]),
+    "paradigms-rank-1000": Case([*BP, "--methods", "lora", "--rank", "1000", "--out", "s"], "adapter", ["more than", "--rank"]),
+    "paradigms-isolate-unknown": Case([*BP, "--isolate", "thread", "--out", "s"], "input", ["--isolate"]),
+    "paradigms-study-other-settings": Case([*BP, "--out", "study"], "input", ["other settings", "target", "another --out"],
+                                           study_folder({"target": "flair"})),
+    "paradigms-study-damaged": Case([*BP, "--out", "study"], "input", ["damaged", "another --out"], study_folder(None)),
 }
 
 
