@@ -18,9 +18,10 @@ from ..models import DiffusionModel, InputSpec, ModelConfig, ScheduleConfig, loa
 from ..models.config import SCHEDULES
 from ..models.footprint import estimate_job_bytes
 from ..training import CHECKPOINT_NAME, Trainer, TrainConfig, TrainingVolumes, find_volume_files, split_validation
+from ..training.ema import WeightAverage
 from .common import data_inputs
 from .import_checkpoint import package_output
-from .option_types import non_negative_int, positive_int
+from .option_types import float_in, non_negative_int, positive_int
 from .training_options import (add_architecture_arguments, add_data_arguments, add_training_arguments,
                                check_work_folder, grid_spacing, unet_arguments, work_folder_of)
 
@@ -41,6 +42,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--schedule", choices=SCHEDULES, default="scaled_linear_beta")
     parser.add_argument("--timesteps", type=positive_int, default=1000)
     parser.add_argument("--warmup", type=non_negative_int, default=0, help="linear learning-rate warm-up steps")
+    parser.add_argument("--ema", type=float_in(0.0, 1.0, high_open=True), default=None, metavar="DECAY",
+                        help="write an exponential moving average of the weights with this decay (e.g. 0.999) "
+                        "instead of the last ones; default: the last weights")
     add_training_arguments(parser, steps=1000, lr=2e-4)
 
 
@@ -149,11 +153,14 @@ def run(args, context):
     train_config = TrainConfig(steps=args.steps, batch_size=args.batch, grad_accum=args.accum, lr=args.lr,
                                warmup_steps=args.warmup, val_every=args.val_every,
                                checkpoint_every=args.checkpoint_every, augment=not args.no_augment, seed=context.seed)
+    average = WeightAverage(model.unet, args.ema) if args.ema is not None else None
     with work_folder(work_folder_of(args), keep_if=CHECKPOINT_NAME) as workdir:
         trainer = Trainer(model, list(model.parameters()), train, train_config, workdir, context.device,
-                          context.events, context.cancel, val=val, stage="pretrain",
+                          context.events, context.cancel, val=val, callbacks=[average] if average else (),
+                          stage="pretrain",
                           identity={"architecture": config.unet, "data": [str(p) for p in files],
-                                    "classes": list(config.input.condition_classes), "init_from": args.init_from})
+                                    "classes": list(config.input.condition_classes), "init_from": args.init_from,
+                                    "ema": args.ema})
         if args.resume and not trainer.load_checkpoint():
             context.events.log(f"No checkpoint in {workdir}; starting from scratch.", level="warning")
         result = trainer.run()
@@ -166,8 +173,10 @@ def run(args, context):
                          "batch": args.batch, "accum": args.accum, "lr": args.lr, "seed": context.seed,
                          "wall_s": round(result.wall_s, 1), "device": str(context.device),
                          "final_loss_mean_last_50": sum(result.losses[-50:]) / len(result.losses[-50:]),
-                         "best_val_loss": result.best_val_loss},
+                         "best_val_loss": result.best_val_loss, "ema_decay": args.ema},
         }
+        if average:
+            average.copy_to(model.unet)
         path = save_model(model, args.out, provenance, overwrite=args.overwrite)
     context.events.artifact("model", str(path), "model")
     return [path]

@@ -268,6 +268,7 @@ CASES = {
     "import-bundle-not-json": Case(["import-bundle", "bundle", "--out", "new"], "input", ["not valid json"],
                                    combined(bundle_folder(), text_file("bundle/configs/inference.json", "{oops"))),
     # pretrain
+    "pretrain-ema-1": Case([*PRE, "--ema", "1", "--out", "m"], "input", ["--ema", "[0, 1)"]),
     "pretrain-out-is-data": Case([*PRE, "--out", "scans", "--overwrite"], "input", ["is the input"]),
     "pretrain-out-inside-data": Case([*PRE, "--out", "scans/model"], "input", ["inside the input"]),
     "pretrain-out-is-listed-volume": Case(["pretrain", "manifest.json", *TINY_ARCH, "--out", "scans/scan0.nii.gz",
