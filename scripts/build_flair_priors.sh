@@ -6,14 +6,18 @@
 #   (3) controlled   controlled fine-tuning: a new class "flair", lr × 0.1, epoch budget, early stop on validation;
 #                    plus a learning-rate × steps grid without early stopping (under- and over-fine-tuning)
 #   (4) tenvoo-l, lora  adapters on the same 20 subjects (class t1)
-#   (5) joint        one prior trained on the pretraining data + the 20 FLAIR (4 classes), same start and steps
+#   (5) joint        the T1w/T2w/PD prior trained further on the pretraining data + the 20 FLAIR mixed (4 classes,
+#                    FLAIR a new class as in (3)), with controlled fine-tuning's learning rate and step cap: joint
+#                    training at equal fine-tuning compute. JOINT_FROM=Resources/Models/demo-t1-32x40x32
+#                    JOINT_STEPS=2000 JOINT_LR=2e-4 trains it from the prior's own start instead (about 1.5 h).
 # Every step is resumable or skipped when its output exists; CPU hours in all (joint ≈ the prior's time).
 # Usage: scripts/build_flair_priors.sh [PART ...] with PART in data controlled grid adapters scratch joint (default:
 # all, in that order). Two parts at once on two cores: e.g. `… joint scratch &` and `… controlled grid adapters`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-1}
-JOINT_STEPS=${JOINT_STEPS:-2000}
+JOINT_STEPS=${JOINT_STEPS:-400}
+JOINT_LR=${JOINT_LR:-3e-5}
 SCRATCH_STEPS=${SCRATCH_STEPS:-1500}
 DP=.venv/bin/diffusion-peft
 PRIOR=Resources/Models/prior-t1-t2-pd-32x40x32
@@ -57,9 +61,10 @@ if wants scratch && [ ! -f $OUT/scratch/model.json ]; then OMP_WAIT_POLICY=PASSI
   --batch 2 --lr 3e-4 --warmup 100 --steps "$SCRATCH_STEPS" --checkpoint-every 100 --val-fraction 0.1 --val-every 250 \
   --seed 0 --threads "$THREADS" --workdir $OUT/scratch_work --stop-file build/STOP_FLAIR_PRIORS --resume
 fi
-# (5) joint: the pretraining data and the 20 FLAIR subjects, from the same start as the prior, as many steps
+# (5) joint: the pretraining data and the 20 FLAIR subjects mixed, from the prior (default) or the prior's own start
+JOINT_FROM=${JOINT_FROM:-$PRIOR}
 if wants joint && [ ! -f $OUT/joint/model.json ]; then OMP_WAIT_POLICY=PASSIVE $DP pretrain build/prior_pretrain_data/manifest.json build/flair_finetune/manifest.json \
-  --contrast t1,t2,pd,flair --init-from Resources/Models/demo-t1-32x40x32 --out $OUT/joint $GRID $ARCH --batch 2 \
-  --lr 2e-4 --warmup 50 --steps "$JOINT_STEPS" --checkpoint-every 100 --val-fraction 0.03 --val-every 250 --seed 0 \
+  --contrast t1,t2,pd,flair --init-from "$JOINT_FROM" --out $OUT/joint $GRID $ARCH --batch 2 \
+  --lr "$JOINT_LR" --steps "$JOINT_STEPS" --checkpoint-every 100 --val-fraction 0.03 --val-every 100 --seed 0 \
   --threads "$THREADS" --workdir $OUT/joint_work --stop-file build/STOP_FLAIR_PRIORS --resume
 fi

@@ -96,9 +96,10 @@ def card_text(model: Path, config, assessments: dict, demo: dict, image_prefix: 
               "- MS-SSIM-to-real and pixel MMD are weak judges of a generator (a blurry mean image scores well on the "
               "first); feature-based FID and Vendi are not yet computed for this model.",
               "- Inner structure is blotchy: the lateral ventricles, clear in every held-out subject, are at best "
-              "faint in the samples (montage), and the grid is coarse (6 mm). More steps are the first remedy "
-              "(remove build/prior-t1-t2-pd-32x40x32, then `STEPS=3000 scripts/build_prior_model.sh` continues "
-              "from the checkpoint).",
+              "faint in the samples (montage), and the grid is coarse (6 mm). The sampler is not the limit: 200 DDIM "
+              "steps, or η = 1, give the same blotches (checked on class t2); the weights are. The remedy is more "
+              "training with a weight average: `pretrain --init-from` this package `--ema 0.999` (build/ does not "
+              "survive a fresh checkout, so a continuation starts from the shipped package).",
               *[f"- Class {c} is the weakest (realism {assessments[c]['realism_ratio']:.2f} < 0.8): with the same "
                 "start noise its samples look much like the T1w class's — the zero-started class embedding has not "
                 "yet learned to tell the contrasts apart." for c in classes if assessments[c]["realism_ratio"] < 0.8],
