@@ -3,7 +3,8 @@
 Global options (any position after the command): --device, --seed, --events, --memory-budget-gb,
 --stop-file, --threads, --overwrite. A user mistake ends in an ``error`` event and a non-zero exit, never a
 traceback. Before a command does any work, its declared inputs and outputs (each command module's
-``paths(args)``) go through the output rule of :mod:`DiffusionPEFTLib.files`.
+``paths(args)``) go through the output rule of :mod:`DiffusionPEFTLib.files`. Under ``torchrun`` the
+training commands join its process group first (:mod:`DiffusionPEFTLib.distributed`); only rank 0 reports.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
+from . import distributed
 from .cancel import CancelToken, restore_signal_handlers
 from .commands import COMMAND_MODULES
 from .context import RunContext, resolve_device, seed_everything
@@ -90,8 +92,16 @@ def execute(args: argparse.Namespace, events: EventSink, job_file: Path | None =
     previous_handlers = {}
     try:
         module = command_modules()[args.command]
-        inputs, outputs = module.paths(args)
-        check_outputs(outputs, [*inputs, job_file, args.stop_file], args.overwrite)
+        args.device = distributed.start(args.command, args.device)  # under torchrun: join its process group
+        if not distributed.world().is_main:
+            events = distributed.ProcessSink(distributed.world().rank)  # one process reports and writes
+        failure = None
+        try:
+            inputs, outputs = module.paths(args)
+            check_outputs(outputs, [*inputs, job_file, args.stop_file], args.overwrite)
+        except DiffusionPEFTError as error:
+            failure = error
+        distributed.raise_first_error(failure)  # every process stops when one found a mistake
         context = make_context(args, events)
         previous_handlers = context.cancel.install_signal_handlers()
         outputs = module.run(args, context)
@@ -112,6 +122,7 @@ def execute(args: argparse.Namespace, events: EventSink, job_file: Path | None =
     finally:
         restore_signal_handlers(previous_handlers)
         events.close()
+        distributed.stop()
 
 
 def main(argv: list[str] | None = None, events: EventSink | None = None) -> int:

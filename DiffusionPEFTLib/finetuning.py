@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from . import distributed
 from .adapters import AdapterSet, get_method, inject, plan_adapter
 from .adapters.plan import AdapterPlan
 from .context import RunContext
@@ -18,6 +19,8 @@ from .errors import AdapterError, InputError
 from .models.diffusion_model import DiffusionModel
 from .models.latent_model import LatentDiffusionModel
 from .training import Trainer, TrainConfig, TrainingVolumes, TrainResult, split_validation
+from .training.data import VolumeSet
+from .training.streaming import DataLoading, training_data
 
 
 @dataclass
@@ -26,7 +29,10 @@ class FineTuneSettings:
     steps, batch, accum, lr: optimisation (lr None = the method's own default; either way it is
     multiplied by the method's recipe factor);
     val_fraction / val_every: validation (a recipe with early stopping gets 20 % and every steps/10);
-    conditions: for a model conditioned on numbers (a latent model), the values of every training volume."""
+    conditions: for a model conditioned on numbers (a latent model), the values of every training volume;
+    loading: in memory or streamed (training/streaming.py; a latent model streams the volumes it encodes and keeps
+    their latents in memory);
+    precision, checkpointing: see TrainConfig."""
 
     method: str = "tenvoo-l"
     targets: str | None = None
@@ -43,6 +49,9 @@ class FineTuneSettings:
     class_name: str | None = None
     resume: bool = False
     conditions: dict[str, float] | None = None
+    loading: DataLoading = field(default_factory=DataLoading)
+    precision: str = "auto"
+    checkpointing: bool = False
 
 
 @dataclass
@@ -71,7 +80,7 @@ def fine_tune(model: DiffusionModel, files: list[Path], settings: FineTuneSettin
     conditions = model.condition_values(settings.conditions) if latent else None
     if settings.conditions and not latent:
         raise InputError("This model takes no --condition values.", hint="Leave --condition out.")
-    data = TrainingVolumes.load(files, model.config.input, labels, context.budget, sources)
+    data = training_data(files, model.config.input, settings.loading, context, Path(workdir), labels, sources)
     if warning := data.resampling_warning():
         context.events.log(warning, level="warning")
     if latent:
@@ -79,17 +88,18 @@ def fine_tune(model: DiffusionModel, files: list[Path], settings: FineTuneSettin
     val_fraction = settings.val_fraction or (0.2 if recipe.needs_validation else 0.0)
     train, val = split_validation(data, val_fraction, context.seed)
     steps = settings.steps
-    if recipe.max_epochs:
-        steps = min(steps, max(1, recipe.max_epochs * len(train) // (settings.batch * settings.accum)))
+    if recipe.max_epochs:  # an epoch takes len(train) / (volumes per optimizer step over all processes) steps
+        per_step = settings.batch * settings.accum * distributed.world().size
+        steps = min(steps, max(1, recipe.max_epochs * len(train) // per_step))
     config = TrainConfig(steps=steps, batch_size=settings.batch, grad_accum=settings.accum,
                          lr=(get_method(settings.method).lr if settings.lr is None else settings.lr) * recipe.lr_factor,
                          val_every=settings.val_every or (max(1, steps // 10) if val is not None else 0),
                          checkpoint_every=settings.checkpoint_every,
                          early_stop_patience=recipe.early_stopping_patience or 0,
                          augment=settings.augment and not latent,  # latents are cached: no flips or contrast jitter
-                         seed=context.seed)
+                         precision=settings.precision, checkpointing=settings.checkpointing, seed=context.seed)
     context.events.log(f"Fine-tuning {settings.method} on {len(train)} volumes ({len(val) if val else 0} for "
-                       f"validation), {steps} steps, lr {config.lr:g}.")
+                       f"validation), {steps} steps, lr {config.lr:g}{distributed.processes_note()}.")
     trainer = Trainer(model, list(adapters.trainable_parameters()), train, config, workdir, context.device,
                       context.events, context.cancel, val=val, callbacks=adapters.make_callbacks(steps),
                       stage="finetune", identity={
@@ -104,6 +114,7 @@ def fine_tune(model: DiffusionModel, files: list[Path], settings: FineTuneSettin
         "training_volumes": len(train), "validation_volumes": len(val) if val else 0,
         "steps": result.steps, "stopped_early": result.stopped_early, "batch": settings.batch,
         "accum": settings.accum, "lr": config.lr, "seed": context.seed, "device": str(context.device),
+        "processes": distributed.world().size, "data_loading": settings.loading.mode,
         "wall_s": round(result.wall_s, 1), "final_loss": sum(result.losses[-20:]) / max(1, len(result.losses[-20:])),
         "best_val_loss": result.best_val_loss, "class_label": label,
         **({"conditions": conditions} if conditions else {}),
@@ -112,15 +123,16 @@ def fine_tune(model: DiffusionModel, files: list[Path], settings: FineTuneSettin
     return FineTuneOutcome(adapters, result, provenance)
 
 
-def encoded(model: LatentDiffusionModel, data: TrainingVolumes, conditions: dict[str, float],
+def encoded(model: LatentDiffusionModel, data: VolumeSet, conditions: dict[str, float],
             context: RunContext) -> TrainingVolumes:
-    """The training volumes as latents (N, C, x, y, z), encoded once, each with the vector (N, n) of the
-    ``conditions`` (as ``sources``: what the trainer hands to the model with each volume)."""
+    """The training volumes as latents (N, C, x, y, z) held in memory, encoded once (the volumes themselves may
+    be streamed), each with the vector (N, n) of the ``conditions`` (as ``sources``: what the trainer hands to
+    the model with each volume)."""
     vector = model.condition_vector(conditions)
     latents = []
-    for index in range(len(data)):
+    for index, (image, _) in enumerate(data.items(list(range(len(data))))):
         context.cancel.raise_if_requested("Encoding")
-        latents.append(model.encode(data.images[index:index + 1]).cpu())
+        latents.append(model.encode(image[None]).cpu())
         context.events.progress("encode", index + 1, len(data))
     vectors = vector.expand(len(data), -1).clone() if vector is not None else None
     context.events.log(f"Encoded {len(data)} volumes to {'×'.join(map(str, model.grid_shape))} latents"

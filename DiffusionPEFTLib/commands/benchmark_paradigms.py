@@ -25,6 +25,7 @@ from ..adapters.registry import METHODS
 from ..errors import InputError
 from ..files import Output, check_apart, check_outputs
 from ..finetuning import check_adapter_size
+from ..footprint import TrainingSetup
 from ..models import read_model_config
 from ..paradigms import ISOLATION, ClassifierSettings, StudySettings, plan_cells, run_study
 from ..paradigms.cell import method_options
@@ -118,7 +119,8 @@ def paths(args):
 def check_model(args, context) -> None:
     """Before any file is written: a synthesis model that fits the memory budget, every method's adapter
     buildable, and for a class-conditioned model a class for the target contrast."""
-    model = load_model_for_job(model_path(args), context, 1, training=True, task="synthesis")
+    model = load_model_for_job(model_path(args), context, 1, training=True, task="synthesis",
+                               setup=TrainingSetup())  # every weight: the largest the study trains
     names = list(model.config.input.condition_classes)
     if (model.config.unet.get("num_class_embeds") or 0) > 0 and args.target not in names:
         raise InputError(f"This model is class-conditioned ({', '.join(names) or 'unnamed classes'}) and has no class "

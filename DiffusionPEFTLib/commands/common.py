@@ -8,8 +8,9 @@ from pathlib import Path
 from torch import nn
 
 from ..context import RunContext
+from ..footprint import Job, TrainingSetup
+from ..memory import check_job
 from ..models import load_model
-from ..models.footprint import estimate_job_bytes
 from ..volumes.io import volume_suffix
 
 
@@ -65,25 +66,22 @@ def data_inputs(sources, pattern: str | None = None, contrast: str | None = None
 
 
 def load_model_for_job(path: str | Path, context: RunContext, batch: int, training: bool,
-                       task: str | tuple[str, ...] | None = "synthesis") -> nn.Module:
+                       task: str | tuple[str, ...] | None = "synthesis", setup: TrainingSetup | None = None
+                       ) -> nn.Module:
     """Load a model package of ``task`` (several: any of them; None: any kind) onto the job's device after
-    checking the job fits the memory budget; a package of another task is a ModelError that says what it is."""
+    checking the job fits the memory budget (memory.py's planner); a package of another task is a ModelError that
+    says what it is. ``training``: gradients flow through the network — with ``setup`` its weights train
+    (fine-tuning), without one only its input's gradient is taken (posterior sampling)."""
     from ..models import read_model_config
-    from ..models.latent_model import latent_job_grid, load_latent_model
+    from ..models.latent_model import load_latent_model
     from ..translation.model import load_translation_model
 
     config = read_model_config(path)
-    grid, decoding = config.input.shape, 0
-    if config.task == "translation":  # the U-Net runs on the puzzled grid
-        grid = tuple(-(-side // config.translation.get("puzzle", 1)) for side in grid)
-    elif config.task == "latent":  # the U-Net runs on the latent grid; the autoencoder decodes one volume at a time
-        grid, decoding = latent_job_grid(config)
-    context.budget.check(
-        estimate_job_bytes(config.unet, grid, batch, training) + decoding,
-        f"{'Training' if training else 'Sampling'} this model at {'×'.join(map(str, config.input.shape))} "
-        f"with batch {batch}",
-        hint="Use batch 1, a smaller grid, or a GPU with more memory.",
-    )
+    mode = ("train" if setup is not None else "guide") if training else "sample"
+    check_job(context.budget, Job(config, batch, mode, setup or TrainingSetup(), context.device.type),
+              f"{'Training' if training else 'Sampling'} this model at {'×'.join(map(str, config.input.shape))} "
+              f"with batch {batch}", hint="Use batch 1, a smaller grid, or a GPU with more memory.",
+              events=context.events)
     loaders = {"synthesis": load_model, "translation": load_translation_model, "latent": load_latent_model}
     accepted = (task,) if isinstance(task, str) else task
     model = loaders[config.task if accepted is None or config.task in accepted else accepted[0]](path, context.device)

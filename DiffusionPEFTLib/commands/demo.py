@@ -19,6 +19,7 @@ from ..adapters.registry import METHODS
 from ..assessment import assess_samples
 from ..files import Output, staged, write_text_atomic
 from ..finetuning import FineTuneSettings, fine_tune
+from ..footprint import TrainingSetup
 from ..metrics import denoising_loss
 from ..metrics.feature_net import contrast_shares
 from ..plots import save_loss_curve, save_montage
@@ -100,7 +101,8 @@ def write_demo(out: Path, out_name: str, args, context) -> float:
     started = time.monotonic()
     timings: dict[str, float] = {}
     model_path = base_model_path(args)
-    model = load_model_for_job(model_path, context, 1, training=True)
+    model = load_model_for_job(model_path, context, 1, training=True,
+                               setup=TrainingSetup.of(args.method, options={"rank": args.rank} if args.rank else None))
     spec = model.config.input
     subject_options, atrophy, description = TARGETS[args.target]
     cohort = dict(shape=spec.shape, spacing=spec.spacing, events=context.events, cancel=context.cancel,

@@ -1,23 +1,28 @@
 """``finetune``: attach an adapter (or a selection method) to a base model, train it on a few
-volumes, and write an adapter package. ``--dry-run`` only prints the plan and needs just model.json."""
+volumes, and write an adapter package. ``--dry-run`` only prints the plan (layers, ranks, counts) and ``--plan``
+the predicted peak memory (memory_options.py); both need just model.json."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from .. import distributed
 from ..adapters import plan_adapter, save_adapter
 from ..adapters.registry import METHODS
+from ..distributed import shared_work_folder
 from ..errors import InputError
-from ..files import Output, work_folder, write_text_atomic
+from ..files import Output, write_text_atomic
 from ..finetuning import FineTuneSettings, check_adapter_size, fine_tune
 from ..models import read_model_config
 from ..plots import save_loss_curve
 from ..training import CHECKPOINT_NAME, find_volume_files
 from ..translation.pairs import find_pairs
 from .common import class_of_contrast, load_model_for_job
+from .memory_options import check_memory_arguments, report_plan, training_setup
 from .option_types import condition_values, non_negative_int, positive_int
-from .training_options import add_data_arguments, add_training_arguments, check_work_folder, work_folder_of
+from .training_options import (add_data_arguments, add_training_arguments, check_work_folder, data_loading,
+                               work_folder_of)
 
 NAME = "finetune"
 HELP = "Fine-tune a pretrained model with a parameter-efficient adapter and save the adapter package."
@@ -44,7 +49,7 @@ def add_arguments(parser) -> None:
                         "training volumes, e.g. age=0.7; the others take the model's defaults")
     parser.add_argument("--out", default=None, help="adapter package folder to write")
     parser.add_argument("--dry-run", action="store_true", help="print the plan (layers, ranks, counts) and exit")
-    parser.add_argument("--json", action="store_true", help="with --dry-run: print the plan as JSON on stdout")
+    parser.add_argument("--json", action="store_true", help="with --dry-run or --plan: print the plan as JSON on stdout")
     add_training_arguments(parser, steps=200, lr=None, lr_help=learning_rate_help())
 
 
@@ -77,13 +82,15 @@ def method_options(args) -> dict:
 
 def paths(args):
     """Inputs: the base model and every training volume; outputs: the adapter folder and its work folder."""
-    if args.dry_run:
+    check_memory_arguments(args)
+    if args.dry_run or args.plan:
         return [args.model], []
     if not args.data or not args.out:
         raise InputError("finetune needs training volumes and --out (or --dry-run).",
                          hint="e.g. diffusion-peft finetune MODEL scans/ --method tenvoo-l --out my_adapter")
     files, sources = training_files(args)
     inputs = [args.model, *args.data, *files, *(sources or [])]
+    data_loading(args)
     check_work_folder(work_folder_of(args), [*inputs, args.out], args.resume, args.overwrite)
     return inputs, [Output.of(args.out, folder=True)]
 
@@ -110,20 +117,34 @@ def dry_run(args, context):
     return []
 
 
+def setup_of(args, device):
+    """The training setup (method, targets, options, precision, checkpointing) the memory planner sees."""
+    options = method_options(args)
+    return training_setup(args, device, args.method, options.pop("targets", None), options)
+
+
 def run(args, context):
     if args.dry_run:
         return dry_run(args, context)
+    setup = setup_of(args, context.device)
+    config = read_model_config(args.model)
+    check_adapter_size(plan_adapter(config.unet, args.method, **method_options(args)))  # before its memory is traced
+    if args.plan:
+        return report_plan(args, context, config, setup)
     files, sources = training_files(args)
-    model = load_model_for_job(args.model, context, args.batch, training=True, task=None)
+    model = load_model_for_job(args.model, context, args.batch, training=True, task=None, setup=setup)
     options = method_options(args)
     settings = FineTuneSettings(
         method=args.method, targets=options.pop("targets", None), options=options, steps=args.steps,
         batch=args.batch, accum=args.accum, lr=args.lr, val_fraction=args.val_fraction, val_every=args.val_every,
         checkpoint_every=args.checkpoint_every, augment=not args.no_augment,
         class_label=class_of_contrast(model, args.contrast, args.class_label), class_name=args.contrast, resume=args.resume,
-        conditions=args.condition)
-    with work_folder(work_folder_of(args), keep_if=CHECKPOINT_NAME) as workdir:
+        conditions=args.condition, loading=data_loading(args), precision=args.precision,
+        checkpointing=args.checkpointing)
+    with shared_work_folder(work_folder_of(args), keep_if=CHECKPOINT_NAME) as workdir:
         outcome = fine_tune(model, files, settings, workdir, context, sources)
+        if not distributed.world().is_main:  # the main process writes the adapter
+            return []
         path = save_adapter(outcome.adapters, args.out, base_fingerprint=model.config.weights_sha256,
                             base_architecture=model.config.unet, provenance=outcome.provenance,
                             overwrite=args.overwrite)

@@ -12,18 +12,21 @@ from pathlib import Path
 
 import torch
 
+from .. import distributed
+from ..distributed import shared_work_folder
 from ..errors import InputError, ModelError
-from ..files import work_folder, write_text_atomic
+from ..files import write_text_atomic
 from ..models import DiffusionModel, InputSpec, ModelConfig, ScheduleConfig, load_model, save_model
 from ..models.config import SCHEDULES
-from ..models.footprint import estimate_job_bytes
-from ..training import CHECKPOINT_NAME, Trainer, TrainConfig, TrainingVolumes, find_volume_files, split_validation
+from ..training import CHECKPOINT_NAME, Trainer, TrainConfig, find_volume_files, split_validation
 from ..training.ema import WeightAverage
+from ..training.streaming import training_data
 from .common import data_inputs
 from .import_checkpoint import package_output
+from .memory_options import check_memory_arguments, check_training_memory, report_plan, training_setup
 from .option_types import float_in, non_negative_int, positive_int
 from .training_options import (add_architecture_arguments, add_data_arguments, add_training_arguments,
-                               check_work_folder, grid_spacing, unet_arguments, work_folder_of)
+                               check_work_folder, data_loading, grid_spacing, unet_arguments, work_folder_of)
 
 NAME = "pretrain"
 HELP = "Pretrain a 3D diffusion model on volumes and write a model package."
@@ -102,11 +105,16 @@ def simulator_contrasts(source, default: str) -> set[str]:
 
 
 def paths(args):
-    """Inputs: every training volume (and the --init-from model); outputs: the model package and its work folder."""
+    """Inputs: every training volume (and the --init-from model); outputs: the model package and its work folder
+    (--plan: nothing is read or written)."""
+    check_memory_arguments(args)
+    if args.plan:
+        return [], []
     inputs = [Path(args.init_from)] if args.init_from else []
     for contrast in contrast_classes(args.contrast) or [args.contrast]:
         inputs += data_inputs([d for d in args.data if contrast in simulator_contrasts(d, contrast)], args.pattern,
                               contrast)
+    data_loading(args)
     check_work_folder(work_folder_of(args), [*inputs, args.out], args.resume, args.overwrite)
     return inputs, [package_output(args.out)]
 
@@ -137,24 +145,27 @@ def warm_start(model: DiffusionModel, path: str, device) -> None:
 
 def run(args, context):
     config = build_config(args)
-    context.budget.check(estimate_job_bytes(config.unet, config.input.shape, args.batch, True),
-                         f"Training at {'×'.join(map(str, config.input.shape))} with batch {args.batch}",
-                         hint="Use a smaller --batch or --shape.")
+    setup = training_setup(args, context.device, ema=args.ema is not None)
+    if args.plan:
+        return report_plan(args, context, config, setup)
+    check_training_memory(context, config, args.batch, setup)
     files, labels = training_files(args)
-    context.events.log(f"Loading {len(files)} training volumes onto the model grid.")
-    data = TrainingVolumes.load(files, config.input, labels=labels, budget=context.budget)
-    train, val = split_validation(data, args.val_fraction, context.seed)
     model = DiffusionModel(config)
     if args.init_from:
         warm_start(model, args.init_from, context.device)
         context.events.log(f"Starting from the weights of {Path(args.init_from).name}.")
-    context.events.log(f"Model: {model.parameter_count():,} parameters; {len(train)} training, "
-                       f"{len(val) if val else 0} validation volumes; device {context.device}.")
     train_config = TrainConfig(steps=args.steps, batch_size=args.batch, grad_accum=args.accum, lr=args.lr,
                                warmup_steps=args.warmup, val_every=args.val_every,
-                               checkpoint_every=args.checkpoint_every, augment=not args.no_augment, seed=context.seed)
+                               checkpoint_every=args.checkpoint_every, augment=not args.no_augment,
+                               precision=args.precision, checkpointing=args.checkpointing, seed=context.seed)
     average = WeightAverage(model.unet, args.ema) if args.ema is not None else None
-    with work_folder(work_folder_of(args), keep_if=CHECKPOINT_NAME) as workdir:
+    with shared_work_folder(work_folder_of(args), keep_if=CHECKPOINT_NAME) as workdir:
+        context.events.log(f"Loading {len(files)} training volumes onto the model grid.")
+        data = training_data(files, config.input, data_loading(args), context, workdir, labels=labels)
+        train, val = split_validation(data, args.val_fraction, context.seed)
+        context.events.log(f"Model: {model.parameter_count():,} parameters; {len(train)} training, "
+                           f"{len(val) if val else 0} validation volumes; device {context.device}"
+                           f"{distributed.processes_note()}.")
         trainer = Trainer(model, list(model.parameters()), train, train_config, workdir, context.device,
                           context.events, context.cancel, val=val, callbacks=[average] if average else (),
                           stage="pretrain",
@@ -164,6 +175,8 @@ def run(args, context):
         if args.resume and not trainer.load_checkpoint():
             context.events.log(f"No checkpoint in {workdir}; starting from scratch.", level="warning")
         result = trainer.run()
+        if not distributed.world().is_main:  # the main process writes the package
+            return []
         history = {"losses": result.losses, "val_losses": result.val_losses}
         write_text_atomic(workdir / "history.json", json.dumps(history), overwrite=True)
         provenance = {
@@ -173,7 +186,8 @@ def run(args, context):
                          "batch": args.batch, "accum": args.accum, "lr": args.lr, "seed": context.seed,
                          "wall_s": round(result.wall_s, 1), "device": str(context.device),
                          "final_loss_mean_last_50": sum(result.losses[-50:]) / len(result.losses[-50:]),
-                         "best_val_loss": result.best_val_loss, "ema_decay": args.ema},
+                         "best_val_loss": result.best_val_loss, "ema_decay": args.ema,
+                         "processes": distributed.world().size, "data_loading": args.data_loading},
         }
         if average:
             average.copy_to(model.unet)

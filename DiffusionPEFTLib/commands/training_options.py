@@ -9,6 +9,8 @@ from ..adapters.plan import build_unet_on_meta
 from ..errors import InputError, ModelError
 from ..files import Output, check_apart, check_outputs, is_work_folder
 from ..training import CHECKPOINT_NAME
+from ..training.streaming import LOADINGS, DataLoading
+from .memory_options import add_memory_arguments
 from .option_types import fraction, non_negative_int, positive_float, positive_int
 
 
@@ -37,6 +39,25 @@ def add_training_arguments(parser, steps: int, lr: float | None, lr_help: str = 
     parser.add_argument("--no-augment", action="store_true", help="no flips / contrast jitter")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in the work folder")
     parser.add_argument("--workdir", default=None, help="checkpoints and logs (default: OUT.work next to OUT)")
+    add_memory_arguments(parser)
+    add_data_loading_arguments(parser)
+
+
+def add_data_loading_arguments(parser) -> None:
+    """How the training volumes reach the trainer (training/streaming.py)."""
+    parser.add_argument("--data-loading", choices=LOADINGS, default="memory",
+                        help="memory: every volume held in memory; stream: read as needed (MONAI Dataset); cache: "
+                        "as many as half the memory budget holds kept in memory, the rest read as needed; "
+                        "persistent: read once, kept on the model grid in the work folder's data-cache. Batches, "
+                        "results and --resume are the same for all four")
+    parser.add_argument("--workers", type=non_negative_int, default=0,
+                        help="with a streaming --data-loading: processes reading volumes ahead (0: none)")
+
+
+def data_loading(args) -> DataLoading:
+    loading = DataLoading(args.data_loading, args.workers)
+    loading.check()
+    return loading
 
 
 def add_architecture_arguments(parser, shape: list[int], spacing: float) -> None:

@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import json
 
-from ..files import work_folder, write_text_atomic
+from .. import distributed
+from ..distributed import shared_work_folder
+from ..files import write_text_atomic
 from ..models import InputSpec, ModelConfig, save_model
-from ..training import CHECKPOINT_NAME, Trainer, TrainConfig, TrainingVolumes, split_validation
+from ..training import CHECKPOINT_NAME, Trainer, TrainConfig, split_validation
+from ..training.streaming import training_data
 from ..translation.bridge import KINDS, PREDICTIONS, BridgeConfig
 from ..translation.contrast_check import source_signature
 from ..translation.model import TranslationModel, TranslationSpec
 from ..translation.pairs import find_pairs
 from ..translation.puzzle import FACTORS
 from .import_checkpoint import package_output
+from .memory_options import check_memory_arguments, check_training_memory, report_plan, training_setup
 from .option_types import at_least_two, non_negative_float, positive_float
 from .training_options import (add_architecture_arguments, add_training_arguments, add_validation_arguments,
-                               check_work_folder, grid_spacing, unet_arguments, work_folder_of)
+                               check_work_folder, data_loading, grid_spacing, unet_arguments, work_folder_of)
 
 NAME = "translate-train"
 HELP = "Train a translation model (e.g. T1w → FLAIR) on paired volumes: bridge diffusion on puzzled tensors."
@@ -61,29 +65,38 @@ def build_config(args) -> ModelConfig:
 
 
 def paths(args):
+    check_memory_arguments(args)
+    if args.plan:  # nothing is read or written
+        return [], []
     sources, targets = find_pairs(args.pairs, args.source, args.target)
     inputs = [*args.pairs, *sources, *targets]
+    data_loading(args)
     check_work_folder(work_folder_of(args), [*inputs, args.out], args.resume, args.overwrite)
     return inputs, [package_output(args.out)]
 
 
 def run(args, context):
     config = build_config(args)
+    setup = training_setup(args, context.device)
+    if args.plan:
+        return report_plan(args, context, config, setup)
+    check_training_memory(context, config, args.batch, setup)
     sources, targets = find_pairs(args.pairs, args.source, args.target)
-    context.events.log(f"Loading {len(targets)} (source, target) pairs onto the model grid.")
-    data = TrainingVolumes.load(targets, config.input, budget=context.budget, sources=sources)
-    if warning := data.resampling_warning():
-        context.events.log(warning, level="warning")
-    train, val = split_validation(data, args.val_fraction, context.seed)
     model = TranslationModel(config)
-    context.events.log(f"Translation model {model.spec.source} → {model.spec.target}: {model.parameter_count():,} "
-                       f"parameters, puzzle p = {model.spec.puzzle} (U-Net grid "
-                       f"{'×'.join(map(str, model.puzzle.puzzled_shape(config.input.shape)))}); {len(train)} "
-                       f"training, {len(val) if val else 0} validation pairs.")
     train_config = TrainConfig(steps=args.steps, batch_size=args.batch, grad_accum=args.accum, lr=args.lr,
                                val_every=args.val_every, checkpoint_every=args.checkpoint_every,
-                               augment=not args.no_augment, seed=context.seed)
-    with work_folder(work_folder_of(args), keep_if=CHECKPOINT_NAME) as workdir:
+                               augment=not args.no_augment, precision=args.precision,
+                               checkpointing=args.checkpointing, seed=context.seed)
+    with shared_work_folder(work_folder_of(args), keep_if=CHECKPOINT_NAME) as workdir:
+        context.events.log(f"Loading {len(targets)} (source, target) pairs onto the model grid.")
+        data = training_data(targets, config.input, data_loading(args), context, workdir, sources=sources)
+        if warning := data.resampling_warning():
+            context.events.log(warning, level="warning")
+        train, val = split_validation(data, args.val_fraction, context.seed)
+        context.events.log(f"Translation model {model.spec.source} → {model.spec.target}: "
+                           f"{model.parameter_count():,} parameters, puzzle p = {model.spec.puzzle} (U-Net grid "
+                           f"{'×'.join(map(str, model.puzzle.puzzled_shape(config.input.shape)))}); {len(train)} "
+                           f"training, {len(val) if val else 0} validation pairs{distributed.processes_note()}.")
         trainer = Trainer(model, list(model.parameters()), train, train_config, workdir, context.device,
                           context.events, context.cancel, val=val, stage="translate-train",
                           identity={"config": config.to_dict(), "data": [str(p) for p in targets],
@@ -91,15 +104,19 @@ def run(args, context):
         if args.resume and not trainer.load_checkpoint():
             context.events.log(f"No checkpoint in {workdir}; starting from scratch.", level="warning")
         result = trainer.run()
+        if not distributed.world().is_main:  # the main process writes the package
+            return []
         write_text_atomic(workdir / "history.json", json.dumps({"losses": result.losses,
                                                                 "val_losses": result.val_losses}), overwrite=True)
         provenance = {"command": NAME, "training": {
             "pairs": len(train), "validation_pairs": len(val) if val else 0, "steps": result.steps,
             "batch": args.batch, "lr": args.lr, "seed": context.seed, "wall_s": round(result.wall_s, 1),
             "device": str(context.device), "best_val_loss": result.best_val_loss,
-            "final_loss_mean_last_50": sum(result.losses[-50:]) / len(result.losses[-50:])}}
+            "final_loss_mean_last_50": sum(result.losses[-50:]) / len(result.losses[-50:]),
+            "processes": distributed.world().size, "data_loading": args.data_loading}}
         # after training and outside the trainer's identity, so a run started before signatures existed resumes
-        model.record_source_signature(source_signature(data.sources[:, 0].numpy(), config.input.normalisation().range,
+        sources_on_grid = (source[0].numpy() for _, source in data.items(list(range(len(data)))))  # read again if streamed
+        model.record_source_signature(source_signature(sources_on_grid, config.input.normalisation().range,
                                                        config.input.spacing))
         context.events.log(f"Intensity signature of the {len(data)} {model.spec.source} sources recorded: translate "
                            f"warns above a distance of {model.spec.source_signature.threshold:.3f}.")

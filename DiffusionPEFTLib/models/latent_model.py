@@ -241,15 +241,6 @@ def describe_conditions(conditions) -> str:
                      f"{f', range {c.range[0]:g}–{c.range[1]:g}' if c.range else ''})" for c in conditions)
 
 
-def latent_job_grid(config: ModelConfig) -> tuple[tuple[int, int, int], int]:
-    """(the latent grid the UNet runs on, a rough upper estimate of the bytes decoding one volume takes): under
-    ``no_grad`` the autoencoder holds about four feature maps of its widest full-resolution level at once."""
-    spec = LatentSpec.from_dict(config.latent)
-    voxels = math.prod(config.input.shape)
-    widest = max(c * voxels / 8**level for level, c in enumerate(spec.autoencoder["channels"]))
-    return spec.latent_shape(config.input.shape), int(4 * widest * 4)
-
-
 def load_latent_model(path: str | Path, device: torch.device | str = "cpu") -> LatentDiffusionModel:
     """Load a latent model package (ModelError for a package of another task or a damaged autoencoder file)."""
     path = Path(path)

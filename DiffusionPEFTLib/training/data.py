@@ -13,6 +13,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -88,8 +89,63 @@ def _json_manifest_entries(path: Path, text: str, contrast: str | None) -> list[
     return entries
 
 
+def load_training_item(path: Path, spec: InputSpec, budget: MemoryBudget | None = None,
+                       source: Path | None = None) -> tuple[torch.Tensor, torch.Tensor | None, str | None]:
+    """One training volume on the model grid, normalised: (image (1, X, Y, Z), None, None); for a pair, the
+    target resampled onto its source's model grid, the source, and a note when the target file lies on another
+    grid than its source file (see :func:`_resampled_pair`: InputError when it covers too little of the source).
+    The one place where training data meet the model grid: the in-memory and the streaming paths both call it."""
+    normalisation = spec.normalisation()
+
+    def normalised(volume) -> torch.Tensor:
+        return torch.from_numpy(normalisation.fit(volume.data).apply(volume.data))[None]
+
+    if source is None:
+        volume, _ = to_model_grid(read_volume(path, budget), spec.shape, spec.spacing)
+        return normalised(volume), None, None
+    source_file, target = read_volume(source, budget), read_volume(path, budget)
+    note = None if target.same_grid(source_file) else _resampled_pair(Path(source), source_file, Path(path), target)
+    on_grid, _ = to_model_grid(source_file, spec.shape, spec.spacing)
+    return normalised(resample(target, on_grid.shape, on_grid.affine)), normalised(on_grid), note
+
+
+class VolumeSet:
+    """What the trainer reads from its data, held in memory (:class:`TrainingVolumes`) or streamed
+    (:class:`~DiffusionPEFTLib.training.streaming.StreamingVolumes`): ``len``, ``labels`` (N,) or None,
+    ``item_shape`` (C, X, Y, Z) of one image, ``has_sources``, and :meth:`items`."""
+
+    labels: torch.Tensor | None
+    files: list[Path]
+    resampled: list[str]
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    @property
+    def has_sources(self) -> bool:
+        raise NotImplementedError
+
+    def items(self, indices: list[int]) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """(image (C, X, Y, Z), source (C', X, Y, Z) or None) for each index, in the given order."""
+        raise NotImplementedError
+
+    def subset(self, indices: list[int]) -> "VolumeSet":
+        raise NotImplementedError
+
+    def resampling_warning(self) -> str | None:
+        """One line for the user when loading resampled targets onto their source's grid (else None)."""
+        if not self.resampled:
+            return None
+        return (f"{len(self.resampled)} of {len(self)} pairs have their target on another grid than their source; "
+                f"each such target was resampled onto its source's grid (first: {self.resampled[0]}).")
+
+
 @dataclass
-class TrainingVolumes:
+class TrainingVolumes(VolumeSet):
     """Volumes on the model grid: ``images`` (N, 1, X, Y, Z) float32 in the model range, optional
     integer ``labels`` (N,), the files they came from, and for paired data (translation) the ``sources``
     (N, 1, X, Y, Z): each target is resampled onto its source's model grid, so a pair stays aligned.
@@ -109,36 +165,32 @@ class TrainingVolumes:
              budget: MemoryBudget | None = None, sources: list[Path] | None = None) -> "TrainingVolumes":
         """``files`` (the targets) and, for paired data, the ``sources`` they are paired with (same order).
         InputError for a target that covers less than MIN_PAIR_OVERLAP of its source's field of view."""
-        normalisation = spec.normalisation()
-
-        def normalised(volume) -> torch.Tensor:
-            return torch.from_numpy(normalisation.fit(volume.data).apply(volume.data))[None]
-
         images, source_images, resampled = [], [], []
         for index, path in enumerate(files):
-            if sources is None:
-                volume, _ = to_model_grid(read_volume(path, budget), spec.shape, spec.spacing)
-            else:
-                source_file, target = read_volume(sources[index], budget), read_volume(path, budget)
-                if not target.same_grid(source_file):
-                    resampled.append(_resampled_pair(Path(sources[index]), source_file, Path(path), target))
-                source, _ = to_model_grid(source_file, spec.shape, spec.spacing)
-                volume = resample(target, source.shape, source.affine)
-                source_images.append(normalised(source))
-            images.append(normalised(volume))
+            image, source, note = load_training_item(path, spec, budget, sources[index] if sources else None)
+            images.append(image)
+            if source is not None:
+                source_images.append(source)
+            if note is not None:
+                resampled.append(note)
         label_tensor = torch.tensor(labels, dtype=torch.long) if labels is not None else None
         return cls(torch.stack(images), label_tensor, list(files), torch.stack(source_images) if sources else None,
                    resampled)
 
-    def resampling_warning(self) -> str | None:
-        """One line for the user when :meth:`load` resampled targets onto their source's grid (else None)."""
-        if not self.resampled:
-            return None
-        return (f"{len(self.resampled)} of {len(self)} pairs have their target on another grid than their source; "
-                f"each such target was resampled onto its source's grid (first: {self.resampled[0]}).")
-
     def __len__(self) -> int:
         return self.images.shape[0]
+
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        return tuple(self.images.shape[1:])
+
+    @property
+    def has_sources(self) -> bool:
+        return self.sources is not None
+
+    def items(self, indices: list[int]) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        for index in indices:
+            yield self.images[index], (self.sources[index] if self.sources is not None else None)
 
     def subset(self, indices: list[int]) -> "TrainingVolumes":
         labels = self.labels[indices] if self.labels is not None else None
@@ -169,7 +221,7 @@ def _grid(volume: Volume) -> str:
             f"first voxel at ({', '.join(f'{c:.1f}' for c in volume.affine[:3, 3])}) mm")
 
 
-def split_validation(data: TrainingVolumes, fraction: float, seed: int) -> tuple[TrainingVolumes, TrainingVolumes | None]:
+def split_validation(data: VolumeSet, fraction: float, seed: int) -> tuple[VolumeSet, VolumeSet | None]:
     """Hold out ``fraction`` of the volumes (at least one when fraction > 0, never all) by a seeded shuffle."""
     if fraction <= 0 or len(data) < 2:
         return data, None

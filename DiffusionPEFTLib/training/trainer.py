@@ -1,10 +1,14 @@
 """The trainer used for pretraining and every fine-tuning method.
 
-AdamW on the parameters it is given; gradient accumulation; AMP on CUDA (bf16 where supported,
-else fp16 with GradScaler); validation every N steps; atomic checkpoints; exact resume; cancel
+AdamW on the parameters it is given; gradient accumulation; AMP (``precision``: see precision.py — by default
+bf16 on a CUDA GPU that has it, else fp16 with GradScaler, fp32 on the CPU); optional activation checkpointing per
+U-Net block (checkpointing.py); validation every N steps; atomic checkpoints; exact resume; cancel
 (signal or stop file → checkpoint → JobCancelled); progress events. All randomness (batch order,
 augmentation, noise, timesteps) comes from one generator whose state is checkpointed, so a resumed
-run continues exactly like an uninterrupted one.
+run continues exactly like an uninterrupted one. The volumes come from memory or are streamed
+(training/streaming.py) in that same order, so both give the same batches. Under torchrun every process
+draws the whole global batch (batch_size × processes) and trains on its share; gradients are averaged over
+the processes, only the main process writes checkpoints (see DiffusionPEFTLib/distributed.py).
 """
 
 from __future__ import annotations
@@ -13,25 +17,31 @@ import copy
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
+from .. import distributed
 from ..cancel import CancelToken
 from ..errors import InputError, JobCancelled
 from ..events import EventSink, ListSink
 from ..models.diffusion_model import DiffusionModel
 from .callbacks import TrainingCallback
-from .data import TrainingVolumes
+from .checkpointing import set_activation_checkpointing
+from .data import VolumeSet
+from .precision import autocast_dtype, resolve_precision
 
 CHECKPOINT_NAME = "checkpoint.pt"
-RESUMABLE_CHANGES = ("steps", "checkpoint_every", "val_every")  # the only settings --resume may change
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "val_every", "checkpointing")  # the only settings --resume may change
 
 
 @dataclass
 class TrainConfig:
-    """steps: optimizer steps; batch_size × grad_accum volumes per step; lr: AdamW learning rate."""
+    """steps: optimizer steps; batch_size × grad_accum volumes per step; lr: AdamW learning rate;
+    precision: auto, fp32, bf16 or fp16 (precision.py; the trainer stores the resolved one); checkpointing:
+    recompute each U-Net block's activations in the backward pass (same numbers, less memory, one more forward
+    pass of the blocks per step)."""
 
     steps: int
     batch_size: int = 1
@@ -44,7 +54,8 @@ class TrainConfig:
     checkpoint_every: int = 100
     early_stop_patience: int = 0
     augment: bool = True
-    amp: bool = True
+    precision: str = "auto"
+    checkpointing: bool = False
     seed: int = 0
 
     def check(self) -> None:
@@ -81,10 +92,10 @@ class TrainResult:
 class Trainer:
     """Train ``params`` of ``model`` on ``train``; checkpoints live in ``workdir``."""
 
-    def __init__(self, model: DiffusionModel, params: list[torch.nn.Parameter], train: TrainingVolumes,
+    def __init__(self, model: DiffusionModel, params: list[torch.nn.Parameter], train: VolumeSet,
                  config: TrainConfig, workdir: str | Path, device: torch.device | str = "cpu",
                  events: EventSink | None = None, cancel: CancelToken | None = None,
-                 val: TrainingVolumes | None = None, callbacks: list[TrainingCallback] | tuple = (),
+                 val: VolumeSet | None = None, callbacks: list[TrainingCallback] | tuple = (),
                  stage: str = "train", identity: dict | None = None):
         """``identity``: what else makes this run this run (method, options, data …); a checkpoint is
         resumed only by a run with the same identity and settings (see :data:`RESUMABLE_CHANGES`)."""
@@ -95,46 +106,74 @@ class Trainer:
             raise InputError("There is nothing to train: no parameter requires gradients.",
                              hint="Choose an adapter method or targets that match layers of this model.")
         self.train_data, self.val_data = train, val
-        self.config, self.workdir, self.device = config, Path(workdir), torch.device(device)
+        self.workdir, self.device = Path(workdir), torch.device(device)
+        self.config = replace(config, precision=resolve_precision(config.precision, self.device))
         self.events, self.cancel = events or ListSink(), cancel or CancelToken()
         self.callbacks, self.stage = list(callbacks), stage
         self.identity = dict(identity or {})
         self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.amp_dtype = _amp_dtype(self.device) if config.amp else None
+        self.amp_dtype = autocast_dtype(self.config.precision)
+        set_activation_checkpointing(model.unet, self.config.checkpointing)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.step = 0
         self.result = TrainResult(steps=0)
         self._order: list[int] = []
+        self.world = distributed.world()
+        self._items = None  # this process's volumes of the current epoch, in the order they are drawn
+        distributed.broadcast_(list(self.model.state_dict().values()))  # all processes start from rank 0's state
         self._best_state: dict | None = None
         self._bad_validations = 0
 
     # --- data -----------------------------------------------------------------------------
     def next_batch(self) -> Batch:
-        """Draw the next micro-batch (epoch-wise shuffled order, augmentation, noise, timesteps)."""
-        indices = []
-        for _ in range(self.config.batch_size):
+        """Draw the next micro-batch (epoch-wise shuffled order, augmentation, noise, timesteps).
+
+        Every process draws the whole global micro-batch (batch_size × processes) from the shared generator
+        and keeps its share (process r: positions r·B … r·B + B − 1), so the run is the same for any number of
+        processes with the same global batch, and for volumes in memory or streamed."""
+        size, own = self._global_batch()
+        indices, drawn = [], []
+        for position in range(size):
             if not self._order:
                 self._order = torch.randperm(len(self.train_data), generator=self.generator).tolist()
+                self._items = None
+            if self._items is None:  # a new epoch (or a resumed one): read this process's volumes ahead
+                self._items = self.train_data.items(self._own_indices(position))
             indices.append(self._order.pop())
-        x0 = self.train_data.images[indices].clone()
-        sources = self.train_data.sources
-        condition = sources[indices].clone() if sources is not None else None
+            if own.start <= position < own.stop:
+                drawn.append(next(self._items))
+        x0 = torch.stack([image for image, _ in drawn])
+        condition = torch.stack([source for _, source in drawn]) if self.train_data.has_sources else None
         if self.config.augment:
-            x0, condition = self._augment(x0, condition)
-        noise = torch.randn(x0.shape, generator=self.generator)
-        timesteps = self.model.training_timesteps(len(indices), self.generator)
-        labels = self.train_data.labels[indices] if self.train_data.labels is not None else None
+            x0, condition = self._augment(x0, condition, size, own)
+        noise = torch.randn((size, *x0.shape[1:]), generator=self.generator)[own]
+        timesteps = self.model.training_timesteps(size, self.generator)[own]
+        labels = self.train_data.labels[indices[own]] if self.train_data.labels is not None else None
         return self._to_device(Batch(x0, noise, timesteps, labels, condition))
 
-    def _augment(self, x0: torch.Tensor, condition: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _global_batch(self) -> tuple[int, slice]:
+        """(micro-batch size over all processes, this process's positions in it)."""
+        size = self.config.batch_size
+        return size * self.world.size, slice(self.world.rank * size, (self.world.rank + 1) * size)
+
+    def _own_indices(self, position: int) -> list[int]:
+        """The volumes of the rest of this epoch's order that this process will train on, in drawing order,
+        when the next one drawn takes ``position`` in its global micro-batch."""
+        size, own = self._global_batch()
+        remaining = self._order[::-1]  # drawn by pop(): last first
+        return [index for k, index in enumerate(remaining) if own.start <= (position + k) % size < own.stop]
+
+    def _augment(self, x0: torch.Tensor, condition: torch.Tensor | None, size: int, own: slice
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Left–right flip (p = 0.5, the same for a volume and its paired source) and ±5 % contrast around
-        the background level, per volume (drawn independently for the source)."""
-        flips = torch.rand(x0.shape[0], generator=self.generator) < 0.5
-        x0 = _jitter_contrast(x0, self.generator)
+        the background level, per volume (drawn independently for the source); drawn for all ``size`` volumes
+        of the global micro-batch, applied to this process's ``own``."""
+        flips = (torch.rand(size, generator=self.generator) < 0.5)[own]
+        x0 = _jitter_contrast(x0, torch.rand(size, generator=self.generator)[own])
         x0[flips] = torch.flip(x0[flips], dims=[2])
         if condition is not None:
-            condition = _jitter_contrast(condition, self.generator)
+            condition = _jitter_contrast(condition, torch.rand(size, generator=self.generator)[own])
             condition[flips] = torch.flip(condition[flips], dims=[2])
         return x0, condition
 
@@ -151,24 +190,33 @@ class Trainer:
 
     @torch.no_grad()
     def validation_loss(self) -> float:
-        """Mean loss over the validation volumes at 4 fixed timesteps with fixed noise."""
+        """Mean loss over the validation volumes at 4 fixed timesteps with fixed noise (the chunks of
+        batch_size volumes are shared out over the processes; every process draws every chunk's noise)."""
         data = self.val_data
         generator = torch.Generator().manual_seed(self.config.seed + 1)
         was_training = self.model.training
         self.model.eval()
         total, count = 0.0, 0
         steps = self.model.num_train_timesteps
-        for t in (steps // 8, 3 * steps // 8, 5 * steps // 8, 7 * steps // 8):
-            for start in range(0, len(data), self.config.batch_size):
-                chunk = slice(start, start + self.config.batch_size)
-                x0 = data.images[chunk]
-                noise = torch.randn(x0.shape, generator=generator)
+        timesteps = (steps // 8, 3 * steps // 8, 5 * steps // 8, 7 * steps // 8)
+        chunks = [list(range(start, min(start + self.config.batch_size, len(data))))
+                  for start in range(0, len(data), self.config.batch_size)]
+        mine = [number % self.world.size == self.world.rank for number in range(len(chunks))]
+        items = data.items([index for _ in timesteps for chunk, own in zip(chunks, mine) if own for index in chunk])
+        for t in timesteps:
+            for chunk, own in zip(chunks, mine):
+                noise = torch.randn((len(chunk), *data.item_shape), generator=generator)
+                if not own:
+                    continue
+                drawn = [next(items) for _ in chunk]
+                x0 = torch.stack([image for image, _ in drawn])
                 labels = data.labels[chunk] if data.labels is not None else None
-                condition = data.sources[chunk] if data.sources is not None else None
+                condition = torch.stack([source for _, source in drawn]) if data.has_sources else None
                 batch = self._to_device(Batch(x0, noise, torch.full((x0.shape[0],), max(t, 1)), labels, condition))
                 total += float(self.loss_on(batch)) * x0.shape[0]
                 count += x0.shape[0]
         self.model.train(was_training)
+        total, count = distributed.sums([total, count])
         return total / count
 
     # --- loop -------------------------------------------------------------------------------
@@ -179,7 +227,7 @@ class Trainer:
         total = self.config.steps
         self.events.progress(self.stage, self.step, total)
         while self.step < total:
-            if self.cancel.requested:
+            if distributed.any_process(self.cancel.requested):  # a cancel on any process stops all
                 self.save_checkpoint()
                 raise JobCancelled(f"{self.stage} was cancelled at step {self.step} of {total}; a checkpoint was saved.",
                                    hint="Run the same command with --resume to continue.")
@@ -215,6 +263,7 @@ class Trainer:
                     loss = loss + extra
             self.scaler.scale(loss / self.config.grad_accum).backward()
             loss_sum += float(loss.detach())
+        distributed.average_gradients(self.params)  # before unscale_: an inf on any process skips the step on all
         self.scaler.unscale_(self.optimizer)
         if self.config.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
@@ -225,7 +274,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         for callback in self.callbacks:
             callback.after_step(self, self.step, batch)
-        loss = loss_sum / self.config.grad_accum
+        loss = distributed.sums([loss_sum / self.config.grad_accum])[0] / self.world.size
         if not math.isfinite(loss) or not self._parameters_finite():
             what = f"loss became {loss}" if not math.isfinite(loss) else "trained parameters became NaN or infinite"
             raise InputError(f"Training diverged at step {self.step + 1}: the {what} (learning rate {self.config.lr:g}). "
@@ -278,6 +327,14 @@ class Trainer:
                 if n in parameters or n not in all_parameters}
 
     def save_checkpoint(self) -> Path:
+        """Write ``workdir/checkpoint.pt`` atomically (the main process only; the others wait for it)."""
+        path = self.workdir / CHECKPOINT_NAME
+        if self.world.is_main:
+            self._write_checkpoint(path)
+        distributed.barrier()
+        return path
+
+    def _write_checkpoint(self, path: Path) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         state = {
             "step": self.step,
@@ -289,19 +346,21 @@ class Trainer:
             "result": asdict(self.result),
             "callbacks": [c.state_dict() for c in self.callbacks],
             "config": asdict(self.config),
-            "identity": self.identity,
+            "identity": {**self.identity, "processes": self.world.size},
         }
-        path = self.workdir / CHECKPOINT_NAME
         tmp = path.with_name(f".{CHECKPOINT_NAME}.partial-{os.getpid()}")
         torch.save(state, tmp)
         os.replace(tmp, path)
-        return path
 
     def load_checkpoint(self) -> bool:
         """Resume from ``workdir/checkpoint.pt`` if present; return whether one was loaded."""
         path = self.workdir / CHECKPOINT_NAME
-        if not path.exists():
+        seen = distributed.count_processes(path.exists())
+        if seen == 0:
             return False
+        if seen < self.world.size:
+            raise InputError(f"The checkpoint {path} is seen by {seen} of the {self.world.size} processes.",
+                             hint="With several nodes, put --workdir on a file system every node shares.")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception:  # truncated or foreign file: torch raises many types
@@ -319,6 +378,7 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.generator.set_state(state["generator"])
         self._order = list(state["order"])
+        self._items = None
         self.step = int(state["step"])
         result = state["result"]
         self.result = TrainResult(**{**result, "val_losses": [tuple(v) for v in result["val_losses"]]})
@@ -329,8 +389,10 @@ class Trainer:
     def _check_same_run(self, state: dict) -> None:
         """Refuse to resume a checkpoint made with other settings (the random stream and the provenance
         would disagree); only :data:`RESUMABLE_CHANGES` may differ."""
-        saved = {**state.get("config", {}), **state.get("identity", {})}
-        current = {**asdict(self.config), **self.identity}
+        saved = {"processes": 1, **state.get("config", {}), **state.get("identity", {})}
+        if "precision" not in saved:  # made before --precision: AMP by the device's default, or none
+            saved["precision"] = resolve_precision("auto" if saved.get("amp", True) else "fp32", self.device)
+        current = {**asdict(self.config), **self.identity, "processes": self.world.size}
         changed = [name for name, value in current.items()
                    if name not in RESUMABLE_CHANGES and saved.get(name) != value]
         if changed:
@@ -340,9 +402,10 @@ class Trainer:
                              "--overwrite or another --workdir.")
 
 
-def _jitter_contrast(volumes: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Scale each volume (B, 1, X, Y, Z) by a gain in [0.95, 1.05] around its background level."""
-    gains = 1 + 0.1 * (torch.rand(volumes.shape[0], generator=generator) - 0.5)
+def _jitter_contrast(volumes: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """Scale each volume (B, 1, X, Y, Z) by a gain in [0.95, 1.05] around its background level
+    (``uniforms`` (B,) in [0, 1) pick the gains)."""
+    gains = 1 + 0.1 * (uniforms - 0.5)
     low = volumes.amin(dim=(1, 2, 3, 4), keepdim=True)
     return (volumes - low) * gains.view(-1, 1, 1, 1, 1) + low
 
@@ -351,8 +414,3 @@ def _short(value) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
-
-def _amp_dtype(device: torch.device) -> torch.dtype | None:
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

@@ -13,6 +13,7 @@ to look like another contrast.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Iterable
 
 import numpy as np
 from scipy import ndimage
@@ -101,9 +102,9 @@ def leave_one_out_spread(histograms: np.ndarray) -> float:
     return max(wasserstein(h, (total - h) / (count - 1), RATIO_RANGE) for h in histograms)
 
 
-def source_signature(sources: np.ndarray, value_range, spacing) -> SourceSignature:
+def source_signature(sources: Iterable[np.ndarray], value_range, spacing) -> SourceSignature:
     """The signature of training ``sources``: (N, X, Y, Z) normalised volumes on the model grid (``spacing`` mm),
-    with the threshold of the rule above."""
+    or any iterable of such (X, Y, Z) volumes (streamed ones), with the threshold of the rule above."""
     histograms = np.stack([ratio_histogram(volume, value_range, spacing) for volume in sources])
     return SourceSignature(tuple(float(v) for v in histograms.mean(axis=0)),
                            threshold=max(MIN_THRESHOLD, SPREAD_FACTOR * leave_one_out_spread(histograms)))

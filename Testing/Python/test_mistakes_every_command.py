@@ -160,6 +160,7 @@ class Case:
     kind: str
     words: list = field(default_factory=list)
     setup: Callable[[Path], None] | None = None
+    env: dict = field(default_factory=dict)  # environment variables for this case (e.g. what torchrun sets)
 
 
 SYN = ["synthesize", "model", "--steps", "2"]
@@ -330,6 +331,43 @@ CASES = {
     "finetune-workdir-is-a-volume": Case([*FT, "--workdir", "scans/scan0.nii.gz", "--out", "a"], "input",
                                          ["inside the input"]),
     "finetune-dry-run-rank-1000": Case(["finetune", "model", "--dry-run", "--rank", "1000"], "adapter", ["more than"]),
+    # streaming data and torchrun
+    "pretrain-data-loading-unknown": Case([*PRE, "--data-loading", "disk", "--out", "m"], "input", ["--data-loading"]),
+    "pretrain-workers-negative": Case([*PRE, "--data-loading", "stream", "--workers", "-1", "--out", "m"], "input",
+                                      ["--workers"]),
+    "finetune-workers-in-memory": Case([*FT, "--workers", "2", "--out", "a"], "input",
+                                       ["--workers", "--data-loading stream"]),
+    "finetune-streamed-volume-damaged": Case([*FT, "--data-loading", "persistent", "--workers", "1", "--out", "a"],
+                                             "input", ["scan9.nii.gz", "damaged"],
+                                             text_file("scans/scan9.nii.gz", "not a volume\n")),
+    "synthesize-under-torchrun": Case([*SYN, "--out", "o.nii.gz"], "input", ["synthesize", "torchrun"],
+                                      env={"WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1"}),
+    "finetune-world-size-without-torchrun": Case([*FT, "--out", "a"], "input", ["MASTER_ADDR", "torchrun"],
+                                                 env={"WORLD_SIZE": "2"}),
+    "finetune-torchrun-gpu-index": Case([*FT, "--device", "cuda:1", "--out", "a"], "input",
+                                        ["cuda:1", "LOCAL_RANK", "CUDA_VISIBLE_DEVICES"],
+                                        env={"WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1"}),
+    # precision, activation checkpointing, memory plan
+    "finetune-precision-fp16-on-cpu": Case([*FT, "--precision", "fp16", "--device", "cpu", "--out", "a"], "input",
+                                           ["fp16", "cuda", "--precision bf16"]),
+    "finetune-precision-unknown": Case([*FT, "--precision", "int8", "--out", "a"], "input", ["--precision", "bf16"]),
+    "finetune-gpu-memory-without-plan": Case([*FT, "--gpu-memory-gb", "24", "--out", "a"], "input",
+                                             ["--gpu-memory-gb", "--plan"]),
+    "finetune-plan-gpu-memory-0": Case(["finetune", "model", "--plan", "--gpu-memory-gb", "0"], "input",
+                                       ["--gpu-memory-gb"]),
+    "finetune-plan-rank-1000": Case(["finetune", "model", "--plan", "--rank", "1000"], "adapter", ["more than", "--rank"]),
+    "finetune-over-memory-budget": Case([*FT, "--memory-budget-gb", "0.0001", "--out", "a"], "memory",
+                                        ["memory budget", "--memory-budget-gb"]),
+    "finetune-resume-other-precision": Case([*FT, "--method", "lora", "--rank", "2", "--precision", "bf16", "--resume",
+                                             "--overwrite", "--out", "adapter"], "input",
+                                            ["other settings", "precision 'fp32' (now 'bf16')"], finished_finetune),
+    "pretrain-precision-fp16-on-cpu": Case([*PRE, "--precision", "fp16", "--device", "cpu", "--out", "m"], "input",
+                                           ["fp16", "cuda"]),
+    "pretrain-over-memory-budget": Case([*PRE, "--memory-budget-gb", "0.0001", "--out", "m"], "memory",
+                                        ["memory budget"]),
+    "pretrain-gpu-memory-without-plan": Case([*PRE, "--gpu-memory-gb", "24", "--out", "m"], "input", ["--plan"]),
+    "translate-train-gpu-memory-without-plan": Case(["translate-train", "pairs.csv", "--gpu-memory-gb", "24", "--out",
+                                                     "t"], "input", ["--gpu-memory-gb", "--plan"]),
     # run job.json
     "job-not-json": Case(["run", "job/job.json"], "input", ["not valid json"], job(None, b"{'version': 1")),
     "job-not-utf8": Case(["run", "job/job.json"], "input", ["utf-8"], job(None, b'{"version": 1, "x": "\xff"}')),
@@ -465,6 +503,8 @@ def test_mistake_is_reported_and_touches_nothing(tmp_path, tiny_model_dir, monke
     if case.setup:
         case.setup(root)
     monkeypatch.chdir(root)
+    for name, value in case.env.items():
+        monkeypatch.setenv(name, value)
     before = snapshot(root)
     code, events = run_cli(*case.argv)
     errors = events.of("error")
