@@ -51,6 +51,15 @@ def run_cli(*argv) -> tuple[int, ListSink]:
     return code, events
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test (restored after): comparisons between processes and memory measurements."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def volume_folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("volumes")

@@ -34,12 +34,7 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 LORA = ["--method", "lora", "--rank", "2", "--seed", "3", "--checkpoint-every", "1", "--lr", "1e-3"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # measured and compared runs use one thread
 
 
 def free_port() -> int:

@@ -28,12 +28,7 @@ TINY_UNET = dict(spatial_dims=3, in_channels=1, out_channels=1, num_res_blocks=1
                  attention_levels=(False, False, True), norm_num_groups=8, num_head_channels=(0, 0, 16))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # measured and compared runs use one thread
 
 
 def draws(data, count: int, batch: int, tmp_path: Path) -> list:
