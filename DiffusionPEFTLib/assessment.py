@@ -40,13 +40,15 @@ def assess_samples(samples, reals, train_mean: np.ndarray | None = None, data_ra
     }
     result["realism_ratio"] = result["ms_ssim_sample_real"] / result["ms_ssim_real_real"]
     result["diversity_ratio"] = result["ms_ssim_sample_sample"] / result["ms_ssim_real_real"]
-    result.update(feature_scores(samples, reals, network, data_range))
+    real_features = volume_features(reals, network)
+    result.update(feature_scores(samples, reals, real_features, network, data_range))
     if train_mean is not None:
         means = [train_mean] * len(samples)
         result["ms_ssim_mean_real"] = cross_ms_ssim([train_mean], reals, data_range, max_pairs)
         result["mmd_mean_real"] = mmd(means, reals)
+        mean_features = volume_features([train_mean], network).expand(len(samples), -1)  # one volume, repeated
         result.update({f"{name}_mean_real": value for name, value in
-                       feature_distances(volume_features(means, network), volume_features(reals, network)).items()})
+                       feature_distances(mean_features, real_features).items()})
     return result
 
 
@@ -55,9 +57,10 @@ def feature_distances(generated, real) -> dict[str, float]:
     return {"fid": frechet_distance(generated, real), "feature_mmd": kernel_mmd(generated, real)}
 
 
-def feature_scores(samples, reals, network, data_range: float) -> dict[str, float]:
-    """Feature-space distances, manifold scores and Vendi scores of the samples against the reals."""
-    generated, real = volume_features(samples, network), volume_features(reals, network)
+def feature_scores(samples, reals, real, network, data_range: float) -> dict[str, float]:
+    """Feature-space distances, manifold scores and Vendi scores of the samples against the reals (``real``:
+    their features, (N, D))."""
+    generated = volume_features(samples, network)
     result = {f"{name}_sample_real": value for name, value in feature_distances(generated, real).items()}
     k = min(NEIGHBOURS, len(samples) - 1, len(reals) - 1)
     if k >= 1:
