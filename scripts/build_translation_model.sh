@@ -2,6 +2,8 @@
 # How the shipped T1w → FLAIR translation model (Resources/Models/t1-to-flair-64x80x64) is made, end to end.
 # 160 simulated subjects at 3 mm (twice the demo's resolution), puzzle p = 2 (the U-Net runs at 32×40×32),
 # BBDM bridge with x0 prediction and the puzzle-gradient loss. CPU: ~1.6 s per step at batch 2 on 2 quiet cores.
+# The shipped package was trained before translate-train recorded the sources' intensity signature;
+# scripts/sign_translation_model.py added it afterwards (a package built by this script has it already).
 # Stop any time (touch build/STOP_TRANSLATION) and run the same command again: it resumes (--resume).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -46,3 +46,18 @@ def test_it_translates_an_unseen_t1_closer_to_its_flair_than_histogram_matching(
     baseline = translation_scores(histogram_matched(source, [p[1] for p in pairs[1:]]), truth, brain, 2.0)
     assert ours["ssim_brain"] > baseline["ssim_brain"] + 0.1
     assert ours["nrmse_brain"] < baseline["nrmse_brain"]
+
+
+def test_its_source_signature_accepts_unseen_t1_and_flags_other_contrasts(shipped):
+    """Recorded by scripts/sign_translation_model.py from the 160 training T1w: translate warns on a non-T1w source."""
+    signature, spec = shipped.spec.source_signature, shipped.config.input
+    assert signature is not None and 0.015 <= signature.threshold < 0.03
+    normalise = spec.normalisation()
+    distances = {}
+    for subject in simulate_cohort(3, seed=515_151, contrasts="t1,t2,pd,flair", shape=spec.shape, spacing=spec.spacing):
+        for contrast, image in subject.images.items():
+            volume, _ = to_model_grid(image, spec.shape, spec.spacing)
+            distance = signature.distance(normalise.fit(volume.data).apply(volume.data), normalise.range, spec.spacing)
+            distances.setdefault(contrast, []).append(distance)
+    assert max(distances["t1"]) <= signature.threshold
+    assert min(min(distances[c]) for c in ("t2", "pd", "flair")) > signature.threshold
