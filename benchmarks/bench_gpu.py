@@ -29,18 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "Testing" / "Python"))  # bundles.py: the bundles' published configs
 
-GRID = (160, 224, 160)
-TENVOO_UNET = dict(spatial_dims=3, in_channels=1, out_channels=1, num_res_blocks=2, channels=[32, 32, 64, 128, 256, 512],
-                   attention_levels=[False, False, False, False, True, True], norm_num_groups=32, norm_eps=1e-6,
-                   num_head_channels=[0, 0, 0, 0, 256, 512])
 GIB = 1024**3
-
-
-def tenvoo_config():
-    from DiffusionPEFTLib.models import InputSpec, ModelConfig, ScheduleConfig
-
-    return ModelConfig(dict(TENVOO_UNET), ScheduleConfig(1000, "scaled_linear_beta", 0.0015, 0.0195, "epsilon"),
-                       InputSpec(GRID, (1.0, 1.0, 1.0)))
 
 
 def bundle_config(name: str = "brain"):
@@ -199,11 +188,12 @@ def main(argv: list[str] | None = None) -> int:
               f"(torch {torch.__version__}). Nothing was run or written.", file=sys.stderr)
         return 2
     from DiffusionPEFTLib.footprint import Job, TrainingSetup, footprint
+    from DiffusionPEFTLib.models import preset_config
 
     started = time.perf_counter()
     device = torch.cuda.get_device_properties(0)
     bf16 = torch.cuda.is_bf16_supported()
-    config = tenvoo_config()
+    config = preset_config("tenvoo")
     cases = [("bf16" if bf16 else "fp16", True)]
     for precision, checkpointing in (("bf16" if bf16 else "fp16", False), ("fp32", True)):
         setup = TrainingSetup.of("tenvoo-l", "tenvoo", {"rank": 4}, precision=precision, checkpointing=checkpointing)

@@ -121,44 +121,64 @@ def load_unet_state(model: nn.Module, state: dict, source: str) -> None:
 def load_network_state(network: nn.Module, state: dict, source: str, where: str = "model.json",
                        hint: str = "The package's model.json and weights belong to different models.") -> None:
     """Load ``state`` into a MONAI network (DiffusionModelUNet, AutoencoderKL): current key names exactly,
-    MONAI-Generative names through the network's ``load_old_state_dict``. ModelError when the tensors do not
-    fit the architecture in ``where`` — also when an old-format file leaves a tensor of the network unset."""
-    own = network.state_dict()
-    if not all(name in own for name in state) and hasattr(network, "load_old_state_dict"):
-        _load_old_format(network, state, source, where, hint)
-        return
-    resized = [name for name, tensor in state.items() if name in own and tuple(own[name].shape) != tuple(tensor.shape)]
-    if resized:
-        raise ModelError(f"The weights in {source} do not fit the architecture in {where} ({len(resized)} tensors "
-                         f"have other sizes, e.g. {resized[0]}: {tuple(state[resized[0]].shape)} vs "
-                         f"{tuple(own[resized[0]].shape)}).", hint=hint)
-    missing, unexpected = network.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ModelError(
-            f"The weights in {source} do not fit the architecture in {where} "
-            f"({len(missing)} missing, {len(unexpected)} unexpected tensors, e.g. {(missing or unexpected)[0]}).",
-            hint=hint,
-        )
-
-
-def _load_old_format(network: nn.Module, state: dict, source: str, where: str, hint: str) -> None:
-    """MONAI's ``load_old_state_dict`` renames the tensors; it keeps the network's own value for a tensor the file
-    lacks, so every tensor is NaN first and any NaN left afterwards (one sum per tensor) is reported as missing."""
-    with torch.no_grad():
-        for tensor in network.state_dict().values():
-            if tensor.is_floating_point():
-                tensor.fill_(float("nan"))
+    MONAI-Generative names through the network's ``load_old_state_dict``. ModelError naming a few missing,
+    unexpected and resized tensors when they do not fit the architecture in ``where`` — also when an old-format
+    file leaves a tensor of the network unset."""
+    shapes = {name: tuple(tensor.shape) for name, tensor in network.state_dict().items()}
+    old_format = not all(name in shapes for name in state) and hasattr(network, "load_old_state_dict")
     try:
-        with contextlib.redirect_stdout(sys.stderr):  # it may print; stdout carries the JSON events
-            network.load_old_state_dict(dict(state))
-    except (KeyError, RuntimeError) as exc:
-        raise ModelError(f"The old-format (MONAI-Generative) weights in {source} do not fit the architecture in "
-                         f"{where} ({type(exc).__name__}: {str(exc)[:200]}).", hint=hint) from None
+        if old_format:
+            _load_old_format(network, state)
+        else:
+            network.load_state_dict(state)
+    except (KeyError, RuntimeError):
+        raise ModelError(f"The weights in {source} do not fit the architecture in {where}: "
+                         f"{_describe_mismatch(shapes, state)}.", hint=hint) from None
+    if not old_format:
+        return
     unset = [name for name, tensor in network.state_dict().items()
              if tensor.is_floating_point() and bool(torch.isnan(tensor.sum()))]
     if unset:
         raise ModelError(f"The old-format weights in {source} do not fit the architecture in {where}: {len(unset)} "
                          f"tensors are missing or NaN (e.g. {unset[0]}).", hint=hint)
+
+
+def _load_old_format(network: nn.Module, state: dict) -> None:
+    """MONAI's ``load_old_state_dict`` renames the tensors; it keeps the network's own value for a tensor the file
+    lacks, so every tensor is NaN first: any NaN left afterwards (one sum per tensor) is then reported as missing."""
+    with torch.no_grad():
+        for tensor in network.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.fill_(float("nan"))
+    with contextlib.redirect_stdout(sys.stderr):  # it may print; stdout carries the JSON events
+        network.load_old_state_dict(dict(state))
+
+
+def _describe_mismatch(shapes: dict[str, tuple[int, ...]], state: dict[str, torch.Tensor]) -> str:
+    """What differs between a network's tensors (name → shape) and a file's, each name looked up in MONAI's and
+    in MONAI-Generative's spelling: '2 missing (a, b), 1 unexpected (c), 1 of another size (d: (4,) vs (8,))',
+    at most three names each."""
+    spelled = {name: name if name in state else generative_name(name) for name in shapes}
+    known = set(spelled.values())
+    found = {
+        "missing": [name for name, key in spelled.items() if key not in state],
+        "unexpected": [key for key in state if key not in known],
+        "of another size": [f"{key}: {tuple(state[key].shape)} vs {shapes[name]}" for name, key in spelled.items()
+                            if key in state and tuple(state[key].shape) != shapes[name]],
+    }
+    return ", ".join(f"{len(items)} {label} ({', '.join(items[:3])}{', …' if len(items) > 3 else ''})"
+                     for label, items in found.items() if items) or "the tensors differ"
+
+
+def generative_name(name: str) -> str:
+    """MONAI-Generative's name of a MONAI-core DiffusionModelUNet/AutoencoderKL tensor (what
+    ``load_old_state_dict`` renames back): ``….attn.to_q`` → ``….to_q``, ``attn.out_proj`` → ``proj_attn``, a
+    cross-attention ``out_proj`` → ``to_out.0``, ``postconv`` → ``conv``."""
+    if ".attn.to_" in name or ".attn.out_proj." in name:
+        name = name.replace(".attn.to_", ".to_").replace(".attn.out_proj.", ".proj_attn.")
+    elif "transformer_blocks" in name and ".out_proj." in name:
+        name = name.replace(".out_proj.", ".to_out.0.")
+    return name.replace("postconv", "conv")
 
 
 def save_model(model: nn.Module, path: str | Path, provenance: dict | None = None,
@@ -192,19 +212,21 @@ def save_model(model: nn.Module, path: str | Path, provenance: dict | None = Non
     return path
 
 
-def import_checkpoint(config_path: str | Path, checkpoint: str | Path) -> DiffusionModel:
-    """Build a model from a third-party ``.pt`` state dict (MONAI or MONAI-Generative key names).
+def import_checkpoint(config: ModelConfig, checkpoint: str | Path, where: str = "model.json") -> DiffusionModel:
+    """Build a model of ``config`` from a third-party ``.pt`` state dict (MONAI or MONAI-Generative key names,
+    raw or under a ``state_dict``/``model``/``unet_state_dict`` key); ``where`` names the config in messages.
 
     Uses ``torch.load(weights_only=True)``: a file that needs code to unpickle is refused.
     """
-    config = read_model_config(config_path)
     path = Path(checkpoint)
     if not path.is_file():
-        raise ModelError(f"Checkpoint not found: {path}", hint="Give the path of a .pt/.pth file.")
+        raise ModelError(f"Checkpoint not found: {path}",
+                         hint=f"Put the downloaded file here: {path.absolute()} (the .pt/.pth file), or give its path.")
     state = read_state_dict(path)
-    model = DiffusionModel(config, unet=build_unet(config.unet, initialise=False))
-    load_network_state(model.unet, state, path.name,
-                       hint="Use the model.json of the network that saved this checkpoint.")
+    model = DiffusionModel(config, unet=build_unet(config.unet, initialise=False, source=where))
+    load_network_state(model.unet, state, path.name, where,
+                       hint=f"This checkpoint holds another network than {where} describes: use the config "
+                       "(model.json or --preset) of the network that saved it.")
     return model
 
 

@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from monai.networks.nets import DiffusionModelUNet
 from torch import nn
 
+from DiffusionPEFTLib.models import preset_config
+
 
 @pytest.fixture(autouse=True, scope="module")
 def one_torch_thread():
@@ -25,10 +27,7 @@ def one_torch_thread():
 TINY_ARCHITECTURE = dict(spatial_dims=3, in_channels=1, out_channels=1, num_res_blocks=1, channels=(8, 16, 16),
                          attention_levels=(False, False, True), norm_num_groups=8, num_head_channels=(0, 0, 16))
 
-TENVOO_ARCHITECTURE = dict(spatial_dims=3, in_channels=1, out_channels=1, num_res_blocks=2,
-                           channels=(32, 32, 64, 128, 256, 512),
-                           attention_levels=(False, False, False, False, True, True), norm_num_groups=32,
-                           norm_eps=1e-6, num_head_channels=(0, 0, 0, 0, 256, 512))
+TENVOO_ARCHITECTURE = preset_config("tenvoo").unet  # TenVOO's pretrained UNet (166,669,313 parameters)
 
 
 def tiny_unet(seed: int = 0, **overrides) -> DiffusionModelUNet:
