@@ -1,4 +1,5 @@
-"""Short questions to the backend's Python: a model's card, the torch build and device, an adapter's plan.
+"""Short questions to the backend's Python: a model's card, the torch build and device, an adapter's plan, a
+fine-tune's memory plan.
 
 Each runs in a subprocess (the module never imports torch), in the background: a
 :class:`BackgroundQuery` is started, polled from a timer, and answers with the JSON it printed.
@@ -123,7 +124,26 @@ def adapterPlan(launcher: BackendLauncher, modelPath, method: str, rank: int, ta
 
     The answer is the plan: method, options, targets, layers and counts {adapter, extra, base, total, share}.
     """
-    options = adapterOptions(method, rank, targets)
-    arguments = [item for key, value in options.items() for item in (f"--{key}", str(value))]
+    arguments = adapterArguments(method, rank, targets)
     command = launcher.command("finetune", str(modelPath), "--dry-run", "--json", *arguments)
     return BackgroundQuery(command, launcher, onAnswer, onFailure).start()
+
+
+def memoryPlan(launcher: BackendLauncher, modelPath, method: str, rank: int, targets: str, batch: int, precision: str,
+               checkpointing: bool, device: str, onAnswer: Answer, onFailure: Failure) -> BackgroundQuery:
+    """Start ``diffusion-peft finetune MODEL --plan --json`` on ``device`` (its memory: 80 % of the GPU's or the
+    RAM; model.json only, one traced step, seconds).
+
+    The answer is the plan: fits, predicted {…, total} and budget_bytes, where ("on this GPU"), the setup with the
+    precision resolved for the device, and the proposal {batch, precision, checkpointing, predicted} that fits
+    when the job does not (None if nothing does).
+    """
+    command = launcher.command("finetune", str(modelPath), "--plan", "--json", *adapterArguments(method, rank, targets),
+                               "--batch", str(batch), "--precision", precision,
+                               *(["--checkpointing"] if checkpointing else []), "--device", device)
+    return BackgroundQuery(command, launcher, onAnswer, onFailure).start()
+
+
+def adapterArguments(method: str, rank: int, targets: str) -> list[str]:
+    """:func:`adapterOptions` as ``finetune`` arguments."""
+    return [item for key, value in adapterOptions(method, rank, targets).items() for item in (f"--{key}", str(value))]

@@ -1,13 +1,17 @@
-"""Texts the panel shows: progress with ETA, the model card, the trainable share, errors with their hint."""
+"""Texts the panel shows: progress with ETA, the model card, the trainable share, the memory line, errors with
+their hint."""
 
 from __future__ import annotations
 
 import html
 from pathlib import PurePath
 
+from .conditions import modelConditions
 from .model_tasks import conditionClasses
 
+GIB = 1024**3
 TRAINABLE_PENDING_TEXT = "trainable parameters: …"
+MEMORY_PENDING_TEXT = "checking memory…"
 CARD_PENDING_TEXT = "Reading the model package…"
 NO_MODEL_TEXT = "No model chosen."
 
@@ -71,6 +75,9 @@ def modelCardText(card: dict, environment: dict | None) -> str:
     classes = conditionClasses(card)
     if classes:
         lines.append(html.escape("classes: " + ", ".join(classes)))
+    conditions = modelConditions(card)
+    if conditions:
+        lines.append(html.escape("conditions: " + ", ".join(c.name for c in conditions)))
     if environment:
         device = f"cuda ({environment['gpu']})" if environment.get("cudaAvailable") else "cpu"
         lines.append(f"device: {html.escape(device)}; torch {environment.get('torch')}, "
@@ -85,6 +92,28 @@ def trainableText(counts: dict) -> str:
     if counts["adapter"]:
         text += f" (adapter {counts['adapter']:,} + norms/biases {counts['extra']:,})"
     return text
+
+
+def trainingSettingsText(precision: str, checkpointing: bool, batch: int) -> str:
+    """``bf16 + checkpointing at batch 1``."""
+    return f"{precision}{' + checkpointing' if checkpointing else ''} at batch {batch}"
+
+
+def memoryText(plan: dict) -> str:
+    """The memory line for a fine-tune's plan (``finetune --plan --json``): whether it fits where it runs, with the
+    settings it was planned with (precision as resolved for the device), and the settings that fit when it does
+    not, e.g. ``Fits on this GPU with bf16 + checkpointing at batch 1: about 16.73 GiB of its 19.20 GiB budget.``"""
+    setup = plan["setup"]
+    settings = trainingSettingsText(setup["precision"], setup["checkpointing"], plan["batch"])
+    needed, budget = plan["predicted"]["total"] / GIB, plan["budget_bytes"] / GIB
+    if plan["fits"]:
+        return f"Fits {plan['where']} with {settings}: about {needed:.2f} GiB of its {budget:.2f} GiB budget."
+    text = f"Does not fit {plan['where']} with {settings}: about {needed:.2f} GiB, its budget is {budget:.2f} GiB."
+    proposal = plan.get("proposal")
+    if proposal is None:
+        return text + " Not even bf16 + checkpointing at batch 1 fits: use a smaller model or a device with more memory."
+    fitting = trainingSettingsText(proposal["precision"], proposal["checkpointing"], proposal["batch"])
+    return text + f" Fits with {fitting} (about {proposal['predicted']['total'] / GIB:.2f} GiB)."
 
 
 def notFineTunableText(card: dict) -> str:

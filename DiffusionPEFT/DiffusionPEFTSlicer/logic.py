@@ -24,6 +24,7 @@ from DiffusionPEFTLib.jobs import write_job  # noqa: E402  (needs the library ro
 from . import comparison, job_folders  # noqa: E402
 from .backend_job import BackendJob  # noqa: E402
 from .backend_queries import adapterOptions  # noqa: E402
+from .conditions import conditionText  # noqa: E402
 from .launcher import BackendLauncher, defaultLauncher  # noqa: E402
 from .parameter_node import DiffusionPEFTParameterNode, isSet  # noqa: E402
 from .volume_exchange import loadVolumeNode, writeVolumeNode  # noqa: E402
@@ -56,10 +57,12 @@ class DiffusionPEFTLogic(ScriptedLoadableModuleLogic):
         return DiffusionPEFTParameterNode(super().getParameterNode())
 
     def fineTune(self, trainingVolumes, modelPath, method="tenvoo-l", rank=4, targets="tenvoo", steps=200,
-                 learningRate=0.0, batchSize=1, seed=0, device="auto", waitForCompletion=True) -> BackendJob:
+                 learningRate=0.0, batchSize=1, seed=0, device="auto", precision="auto", checkpointing=False,
+                 waitForCompletion=True) -> BackendJob:
         """Train an adapter on ``trainingVolumes``; ``job.result.adapterPath`` is the adapter package.
         The selection methods (norm-bias, full, controlled) ignore ``rank`` and ``targets``;
-        ``learningRate`` 0 means the method's own default (``diffusion-peft finetune --help``)."""
+        ``learningRate`` 0 means the method's own default (``diffusion-peft finetune --help``). ``precision``
+        (auto, fp32, bf16, fp16) and ``checkpointing`` (activation checkpointing) trade time for memory."""
         if not trainingVolumes:
             raise ValueError(_("Select at least one training volume."))
         model = self._requireModel(modelPath)
@@ -67,7 +70,8 @@ class DiffusionPEFTLogic(ScriptedLoadableModuleLogic):
             data = [self._writeInput(node, folder, f"train_{index:03d}") for index, node in enumerate(trainingVolumes)]
             write_job(folder, "finetune", {
                 "model": str(model), "data": data, **adapterOptions(method, rank, targets), "steps": steps,
-                **({"lr": learningRate} if learningRate > 0 else {}), "batch": batchSize, "out": ADAPTER_FOLDER_NAME,
+                **({"lr": learningRate} if learningRate > 0 else {}), "batch": batchSize, "precision": precision,
+                "checkpointing": checkpointing, "out": ADAPTER_FOLDER_NAME,
             }, {"device": device, "seed": seed})
 
         def finish(result):
@@ -76,11 +80,14 @@ class DiffusionPEFTLogic(ScriptedLoadableModuleLogic):
         return self._run(folder, finish, waitForCompletion)
 
     def synthesize(self, modelPath, referenceVolume=None, adapterPath=None, count=1, steps=50, sampler="ddim",
-                   seed=0, device="auto", contrast="", waitForCompletion=True) -> BackendJob:
+                   seed=0, device="auto", contrast="", conditions=None, waitForCompletion=True) -> BackendJob:
         """Sample ``count`` volumes; with a reference they take its grid and intensity scale; ``contrast``: the
-        class of a class-conditioned model. ``job.result.nodes`` are the new volume nodes."""
+        class of a class-conditioned model; ``conditions``: the numbers of a conditioned model by name (e.g.
+        ``{"age": 0.6}``; those not given take the model's defaults). ``job.result.nodes`` are the new volume
+        nodes."""
         args = {"model": str(self._requireModel(modelPath)), "n": count, "steps": steps, "sampler": sampler,
                 "out": "outputs/synthesized.nii", **self._contrastArgument(contrast),
+                **({"condition": conditionText(conditions)} if conditions else {}),
                 **self._adapterArgument(adapterPath)}
         with self._newJobFolder("synthesize") as folder:
             if referenceVolume is not None:

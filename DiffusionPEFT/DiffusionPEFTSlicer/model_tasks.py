@@ -1,19 +1,21 @@
 """What a model package is for, read from its card (``diffusion-peft info --json``): the Generate tasks
 it runs, whether the panel can fine-tune it (model.json ``"task"``; older packages have none: synthesis) and
-the contrasts a class-conditioned model generates (``condition_classes``)."""
+the contrasts a class-conditioned model generates (``condition_classes``). A ``latent`` model (an imported
+bundle: autoencoder + UNet on its latents) synthesizes and fine-tunes; its numeric conditions: conditions.py."""
 
 from __future__ import annotations
 
 DEFAULT_MODEL_TASK = "synthesis"
 # A synthesis model is also a reconstruction prior.
-TASKS_OF_MODEL = {"synthesis": ("synthesize", "reconstruct"), "translation": ("translate",)}
+TASKS_OF_MODEL = {"synthesis": ("synthesize", "reconstruct"), "translation": ("translate",), "latent": ("synthesize",)}
 GENERATE_TASKS = list(dict.fromkeys(task for tasks in TASKS_OF_MODEL.values() for task in tasks))
-FINE_TUNABLE_MODEL_TASKS = ("synthesis",)  # a translation model trains on (source, target) pairs
+FINE_TUNABLE_MODEL_TASKS = ("synthesis", "latent")  # a translation model trains on (source, target) pairs
 CONTRAST_TASKS = ("synthesize", "reconstruct")  # the commands that take --contrast
+CONDITION_TASKS = ("synthesize",)  # the Generate command that takes --condition
 
 
 def modelTask(card: dict) -> str:
-    """``synthesis`` or ``translation``."""
+    """``synthesis``, ``translation`` or ``latent``."""
     return card.get("task") or DEFAULT_MODEL_TASK
 
 

@@ -13,9 +13,10 @@ ADAPTER_METHODS = ["tenvoo-l", "tenvoo-q", "lora", "dora", "loha", "lokr", "selo
 ADAPTER_TARGETS = ["tenvoo", "all-conv", "attention"]
 UNDERSAMPLING_MASKS = ["equispaced", "random", "vd"]  # vd: variable density
 RECONSTRUCTION_METHODS = ["ddnm", "dds", "dps", "cs", "zero-filled"]
-# Fields the panel keeps in step with its widget itself: a QComboBox binding needs a fixed Choice, and the
-# contrasts come from the chosen model's card.
-PANEL_SYNCED_PARAMETERS = ("contrast",)
+PRECISIONS = ["auto", "fp32", "bf16", "fp16"]  # auto: bf16 (or fp16) on a GPU, fp32 on the CPU
+# Fields the panel keeps in step with their widgets itself: they come from the chosen model's card (a QComboBox
+# binding needs a fixed Choice; the condition fields are made for each model).
+PANEL_SYNCED_PARAMETERS = ("contrast", "conditionValues")
 
 
 @parameterNodeWrapper
@@ -24,7 +25,9 @@ class DiffusionPEFTParameterNode:
     ``referenceVolume``; translate turns ``sourceVolume`` into the target contrast (``targetVolume``, the
     true one if the user has it, becomes Compare's reference); reconstruct undersamples ``sourceVolume``
     (``acceleration``, ``undersamplingMask``, ``coils``) and reconstructs it. ``contrast``: the class of a
-    class-conditioned model to synthesize or reconstruct ("" for none)."""
+    class-conditioned model to synthesize or reconstruct ("" for none); ``conditionValues``: the numbers a
+    conditioned (latent) model synthesizes with, as ``--condition`` text ``age=0.6,ventricular_vol=0.3``.
+    ``precision`` and ``checkpointing``: how a fine-tune trains (and what the memory line plans for)."""
 
     modelPath: pathlib.Path
     adapterMethod: Annotated[str, Choice(ADAPTER_METHODS)] = "tenvoo-l"
@@ -34,6 +37,8 @@ class DiffusionPEFTParameterNode:
     trainingSteps: Annotated[int, WithinRange(1, 1_000_000)] = 200
     learningRate: Annotated[float, WithinRange(0.0, 1.0), Decimals(7), SingleStep(1e-5)] = 0.0  # 0 = the method's own
     batchSize: Annotated[int, WithinRange(1, 64)] = 1
+    precision: Annotated[str, Choice(PRECISIONS)] = "auto"
+    checkpointing: bool = False
     seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
     generateTask: Annotated[str, Choice(GENERATE_TASKS)] = "synthesize"
@@ -49,6 +54,7 @@ class DiffusionPEFTParameterNode:
     reconstructionMethod: Annotated[str, Choice(RECONSTRUCTION_METHODS)] = "ddnm"
     reconstructionSamples: Annotated[int, WithinRange(1, 16)] = 4
     contrast: str = ""
+    conditionValues: str = ""
     outputVolume: vtkMRMLScalarVolumeNode
     compareReferenceVolume: vtkMRMLScalarVolumeNode
     compareOutputVolume: vtkMRMLScalarVolumeNode

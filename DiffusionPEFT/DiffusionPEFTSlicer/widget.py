@@ -2,9 +2,9 @@
 turns buttons into logic calls.
 
 Nothing here waits for the backend on the GUI thread. Jobs run in a subprocess that a timer polls;
-the model card, the trainable share and the torch build are background queries, asked again a
-moment after the parameter node last changed (typing a path, spin box arrows), never for an empty
-path, and a newer query drops the answer of an older one.
+the model card, the trainable share, the fine-tune's memory plan and the torch build are background
+queries, asked again a moment after the parameter node last changed (typing a path, spin box arrows),
+never for an empty path, and a newer query drops the answer of an older one.
 """
 
 import pathlib
@@ -17,6 +17,8 @@ from slicer.ScriptedLoadableModule import ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
 
 from . import backend_queries, comparison, dependencies, formatting, job_folders, model_catalog, model_tasks
+from .condition_fields import ConditionFields
+from .conditions import chosenValues, conditionText, modelConditions
 from .debounced_query import DebouncedQuery
 from .job_result import JobFailed
 from .logic import DiffusionPEFTLogic
@@ -27,7 +29,8 @@ POLL_INTERVAL_MS = 100
 QUERY_DELAY_MS = 400  # ask once the input has settled
 USER_ERRORS = (ValueError, RuntimeError, OSError, JobFailed)
 # The Generate rows of each task: a widget of the .ui (with its "<name>Label") → the tasks that show it.
-# Contrast also needs a class-conditioned model (model_tasks.CONTRAST_TASKS).
+# Contrast also needs a class-conditioned model (model_tasks.CONTRAST_TASKS), Conditions a model conditioned on
+# numbers (model_tasks.CONDITION_TASKS).
 TASK_INPUTS = {
     "referenceVolumeSelector": ("synthesize",),
     "samplerComboBox": ("synthesize",),
@@ -60,9 +63,13 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._card = None  # the chosen model's card; None while unknown
         self._cardKey = None
         self._trainableKey = None
+        self._memoryKey = None
+        self._memoryProposal = None  # the settings that fit, when the planned fine-tune does not
+        self._conditionFields = None
         self._pollTimer = qt.QTimer()
         self._cardQuery = DebouncedQuery(self.startCardQuery, QUERY_DELAY_MS)
         self._trainableQuery = DebouncedQuery(self.startTrainableQuery, QUERY_DELAY_MS)
+        self._memoryQuery = DebouncedQuery(self.startMemoryQuery, QUERY_DELAY_MS)
         self._environmentQuery = DebouncedQuery(self.startEnvironmentQuery, 0)
 
     def setup(self):
@@ -81,6 +88,7 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.userModelsFolderButton.directory = str(self.userModelsFolder())
         self._fineTuneToolTip = self.ui.fineTuneButton.toolTip
+        self._conditionFields = ConditionFields(self.ui.conditionsFrame, self.onConditionsEdited)
         for widget, signal, slot in (
             (self.ui.modelSelector, "activated(int)", self.onModelSelected),
             (self.ui.contrastComboBox, "activated(int)", self.onContrastSelected),
@@ -88,6 +96,7 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             (self.ui.importModelButton, "clicked(bool)", self.onImportModel),
             (self.ui.loadAdapterButton, "clicked(bool)", self.onLoadAdapter),
             (self.ui.saveAdapterButton, "clicked(bool)", self.onSaveAdapter),
+            (self.ui.useProposedSettingsButton, "clicked(bool)", self.onUseProposedSettings),
             (self.ui.fineTuneButton, "clicked(bool)", self.onFineTuneButton),
             (self.ui.generateButton, "clicked(bool)", self.onGenerateButton),
             (self.ui.compareButton, "clicked(bool)", self.onCompareButton),
@@ -104,7 +113,7 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """The panel goes away: stop the queries, and ask a running job to stop (a fine-tune saves a
         checkpoint); the backend then exits by itself."""
         self._pollTimer.stop()
-        for query in (self._cardQuery, self._trainableQuery, self._environmentQuery):
+        for query in (self._cardQuery, self._trainableQuery, self._memoryQuery, self._environmentQuery):
             query.cancel()
         self.logic.cancel()
         self.removeObservers()
@@ -150,10 +159,10 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
         self._parameterNode = parameterNode
         self._parameterNodeGuiTag = None
-        self._cardKey = self._trainableKey = None
+        self._cardKey = self._trainableKey = self._memoryKey = None
         if parameterNode is None:
-            self._cardQuery.cancel()
-            self._trainableQuery.cancel()
+            for query in (self._cardQuery, self._trainableQuery, self._memoryQuery):
+                query.cancel()
             return
         if not isSet(parameterNode.modelPath) and self.ui.modelSelector.count:
             parameterNode.modelPath = pathlib.Path(self.ui.modelSelector.itemData(0))
@@ -162,8 +171,8 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.onParameterNodeModified()
 
     def onParameterNodeModified(self, caller=None, event=None):
-        """Keep the Model selector on the chosen model and Generate on a task of the model with its inputs;
-        re-ask the queries whose inputs changed."""
+        """Keep the Model selector on the chosen model and Generate on a task of the model with its inputs and
+        chosen values; re-ask the queries whose inputs changed."""
         p = self._parameterNode
         self._showModelInSelector(p.modelPath)
         model = str(p.modelPath) if isSet(p.modelPath) else ""
@@ -176,10 +185,12 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._keepTaskOfModel()
         self._showTaskInputs(p.generateTask)
         self.ui.contrastComboBox.setCurrentIndex(self.ui.contrastComboBox.findText(p.contrast))
+        self._showConditions()
         choice = (model, p.adapterMethod, p.adapterRank, p.adapterTargets)
         if choice != self._trainableKey:
             self._trainableKey = choice
             self._askAgain(self._trainableQuery, self.ui.trainableLabel, model, formatting.TRAINABLE_PENDING_TEXT, "")
+        self._askMemoryAgain()
 
     @staticmethod
     def _askAgain(query, label, model: str, pendingText: str, noModelText: str):
@@ -254,12 +265,14 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         only), its contrasts, and Fine-tune only for a model it suits; all tasks while the card is unknown."""
         self.ui.generateTaskComboBox.enabled = len(model_tasks.generateTasks(self._card)) > 1
         self._offerContrasts()
+        self._offerConditions()
         self._keepTaskOfModel()
         if self._parameterNode is not None:
             self._showTaskInputs(self._parameterNode.generateTask)
         fineTunable = model_tasks.fineTunable(self._card)
         self.ui.fineTuneButton.toolTip = self._fineTuneToolTip if fineTunable else formatting.notFineTunableText(self._card)
         self._enableJobButtons()
+        self._askMemoryAgain()
 
     def _keepTaskOfModel(self):
         """A task the chosen model does not run (chosen before its card came, or picked in the list) becomes
@@ -288,6 +301,26 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """The contrast a job gets: the chosen one when the model's card offers it, else none ("")."""
         contrast = self._parameterNode.contrast
         return contrast if contrast in model_tasks.conditionClasses(self._card) else ""
+
+    def _offerConditions(self):
+        """A known card sets the values to its model's conditions: the chosen ones it admits, its defaults for the
+        rest ("" for a model without conditions)."""
+        p = self._parameterNode
+        if p is not None and self._card is not None:
+            p.conditionValues = conditionText(self._chosenConditions())
+        self._showConditions()
+
+    def _showConditions(self):
+        """One field per condition of the carded model, showing the chosen values."""
+        if self._parameterNode is not None:
+            self._conditionFields.show(modelConditions(self._card), self._chosenConditions())
+
+    def onConditionsEdited(self, values):
+        self._parameterNode.conditionValues = conditionText(values)
+
+    def _chosenConditions(self) -> dict[str, float]:
+        """The conditions a synthesis gets: a value for each of the carded model's ({} while its card is unknown)."""
+        return chosenValues(modelConditions(self._card), self._parameterNode.conditionValues)
 
     # Adapter -------------------------------------------------------------------------------------
 
@@ -322,6 +355,46 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onTrainableFailure(self, failure):
         self.ui.trainableLabel.text = formatting.errorText(failure.message, failure.hint)
 
+    # Fine-tune -----------------------------------------------------------------------------------
+
+    def _askMemoryAgain(self):
+        """Plan the fine-tune's memory again once a setting it depends on changed; nothing for a model the panel
+        does not fine-tune."""
+        p = self._parameterNode
+        if p is None:
+            return
+        model = str(p.modelPath) if isSet(p.modelPath) and model_tasks.fineTunable(self._card) else ""
+        settings = (model, p.adapterMethod, p.adapterRank, p.adapterTargets, p.batchSize, p.precision, p.checkpointing,
+                    p.device)
+        if settings != self._memoryKey:
+            self._memoryKey = settings
+            self._showMemoryProposal(None)
+            self._askAgain(self._memoryQuery, self.ui.memoryLabel, model, formatting.MEMORY_PENDING_TEXT, "")
+
+    def startMemoryQuery(self):
+        """Ask the backend (``finetune --plan``: model.json and one traced step) whether the fine-tune fits."""
+        model, method, rank, targets, batch, precision, checkpointing, device = self._memoryKey
+        return self._startQuery(lambda: backend_queries.memoryPlan(
+            self.logic.launcher, model, method, rank, targets, batch, precision, checkpointing, device,
+            onAnswer=self.onMemoryPlan, onFailure=self.onMemoryFailure), self.onMemoryFailure)
+
+    def onMemoryPlan(self, plan):
+        self.ui.memoryLabel.text = formatting.memoryText(plan)
+        self._showMemoryProposal(None if plan["fits"] else plan.get("proposal"))
+
+    def onMemoryFailure(self, failure):
+        self.ui.memoryLabel.text = formatting.errorText(failure.message, failure.hint)
+        self._showMemoryProposal(None)
+
+    def _showMemoryProposal(self, proposal):
+        self._memoryProposal = proposal
+        self.ui.useProposedSettingsButton.setVisible(proposal is not None)
+
+    def onUseProposedSettings(self):
+        """Precision, Checkpointing and Batch become the settings the memory plan proposed."""
+        proposal, p = self._memoryProposal, self._parameterNode
+        p.precision, p.checkpointing, p.batchSize = proposal["precision"], proposal["checkpointing"], proposal["batch"]
+
     # Jobs ----------------------------------------------------------------------------------------
 
     def onFineTuneButton(self):
@@ -331,19 +404,20 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._showLossCurve()
         self._toggleJob(self.ui.fineTuneButton, lambda: self.logic.fineTune(
             nodes, p.modelPath, p.adapterMethod, p.adapterRank, p.adapterTargets, p.trainingSteps, p.learningRate,
-            p.batchSize, p.seed, p.device, waitForCompletion=False), self._onFineTuned)
+            p.batchSize, p.seed, p.device, p.precision, p.checkpointing, waitForCompletion=False), self._onFineTuned)
 
     def _onFineTuned(self, result):
         """The new adapter becomes the scene's current one (also the scene opened while it ran)."""
         self.logic.getParameterNode().adapterPath = result.adapterPath
 
     def _showTaskInputs(self, task: str):
-        """Generate shows the rows of ``task`` (TASK_INPUTS), Contrast for a class-conditioned model; Volumes
-        (synthesize) are Samples to average (translate)."""
+        """Generate shows the rows of ``task`` (TASK_INPUTS), Contrast for a class-conditioned model, Conditions for
+        a model conditioned on numbers; Volumes (synthesize) are Samples to average (translate)."""
         for name, tasks in TASK_INPUTS.items():
             self._showRow(name, task in tasks)
         self._showRow("contrastComboBox", task in model_tasks.CONTRAST_TASKS
                       and bool(model_tasks.conditionClasses(self._card)))
+        self._showRow("conditionsFrame", task in model_tasks.CONDITION_TASKS and bool(modelConditions(self._card)))
         synthesize = task == "synthesize"
         self.ui.sampleCountSpinBoxLabel.text = _("Volumes:") if synthesize else _("Samples:")
         self.ui.sampleCountSpinBox.toolTip = _("How many volumes to sample.") if synthesize else _(
@@ -369,9 +443,10 @@ class DiffusionPEFTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 p.reconstructionMethod, p.reconstructionSamples, contrast, p.seed, p.device, waitForCompletion=False),
                 lambda result: self._onReconstructed(result, source))
             return
+        conditions = self._chosenConditions()
         self._toggleJob(self.ui.generateButton, lambda: self.logic.synthesize(
             p.modelPath, p.referenceVolume, p.adapterPath, p.sampleCount, p.samplingSteps, p.sampler, p.seed,
-            p.device, contrast, waitForCompletion=False), self._onGenerated)
+            p.device, contrast, conditions, waitForCompletion=False), self._onGenerated)
 
     def _onGenerated(self, result):
         p = self.logic.getParameterNode()

@@ -34,6 +34,8 @@ class Connector:
             widget.addItems([str(c) for c in choices])
             self.signal, self.read = widget.currentIndexChanged, lambda: choices[widget.currentIndex]
             self.write = lambda value: widget.setCurrentIndex(choices.index(value))
+        elif kind == "QCheckBox" and parameter.type is bool:
+            self.signal, self.read, self.write = widget.toggled, lambda: widget.checked, widget.setChecked
         elif kind in ("QSpinBox", "QDoubleSpinBox") and parameter.type in (int, float):
             self.signal, self.read, self.write = widget.valueChanged, lambda: widget.value, widget.setValue
         elif kind == "ctkPathLineEdit" and parameter.type is pathlib.Path:

@@ -3,12 +3,14 @@ to import torch; this one takes ``SLOW_BACKEND_DELAY`` seconds on purpose and us
 
 It is started as the launcher's interpreter: ``slow_backend.py -m DiffusionPEFTLib <command> …`` or
 ``slow_backend.py -c <probe>``, and speaks the backend's protocol: ``info --json`` prints a card,
-``finetune --dry-run --json`` a plan, the probe an environment, and ``run job.json --events json
---stop-file STOP`` emits JSON-line events (a fine-tune, a translation or a reconstruction steps every
-``SLOW_BACKEND_STEP_S`` seconds and, when the stop file appears, stops and exits 130 like the real backend; a
-fine-tune saves a checkpoint first). A model.json may say ``"task": "translation"`` (with ``"translation":
-{"source": …, "target": …}``) and list ``"condition_classes"``: the card tells them, and a job of the other
-task fails as the backend's does (a synthesis model synthesizes and reconstructs).
+``finetune --dry-run --json`` an adapter plan, ``finetune --plan --json`` a memory plan (see :func:`memoryPlan`;
+with ``SLOW_BACKEND_REAL_PLAN=1`` the real backend answers it), the probe an environment, and ``run job.json
+--events json --stop-file STOP`` emits JSON-line events (a fine-tune, a translation or a reconstruction steps
+every ``SLOW_BACKEND_STEP_S`` seconds and, when the stop file appears, stops and exits 130 like the real backend;
+a fine-tune saves a checkpoint first). A model.json may say ``"task": "translation"`` (with ``"translation":
+{"source": …, "target": …}``) or ``"latent"``, list ``"condition_classes"`` and hold a ``"latent"`` entry (an
+imported bundle's, with its conditions): the card tells them, and a job of another task fails as the backend's
+does (a synthesis model synthesizes and reconstructs, a latent model synthesizes).
 ``SLOW_BACKEND_NO_TORCH=1`` fails at import time as a Python without torch does.
 """
 
@@ -24,6 +26,10 @@ from pathlib import Path
 DELAY_S = float(os.environ.get("SLOW_BACKEND_DELAY", "1.0"))
 STEP_S = float(os.environ.get("SLOW_BACKEND_STEP_S", "0.05"))
 ENVIRONMENT = {"torch": "2.8.0+cu128", "cuda": "12.8", "cudaAvailable": True, "gpu": "Stand-in GPU"}
+GIB = 1024**3
+GPU_BUDGET_BYTES = int(0.8 * 24 * GIB)  # the stand-in GPU: 24 GB
+VOLUME_GIB = 8.0  # what a fine-tune step needs per volume of its batch in fp32 without checkpointing
+SAVING = 0.6  # what bf16 (or fp16), and checkpointing, leave of it
 
 
 def emit(**event) -> None:
@@ -51,7 +57,8 @@ def info(arguments: list[str]) -> int:
         return 2
     emit(path=str(path), parameters=2_920_289, size_mb=11.7, grid={"shape": [32, 40, 32], "spacing_mm": [6.0] * 3},
          task=description.get("task", "synthesis"), translation=description.get("translation"),
-         condition_classes=description.get("condition_classes", []))
+         condition_classes=description.get("condition_classes", []),
+         **({"latent": description["latent"]} if "latent" in description else {}))
     return 0
 
 
@@ -61,6 +68,38 @@ def plan(arguments: list[str]) -> int:
     adapter = 1000 * rank
     emit(method=option(arguments, "--method"),
          counts={"adapter": adapter, "extra": 50, "base": 100_000, "total": adapter + 50, "share": (adapter + 50) / 1e5})
+    return 0
+
+
+def memoryPlan(arguments: list[str]) -> int:
+    """The planner's document on the stand-in GPU: a step needs VOLUME_GIB (a model.json's ``"volumeGiB"``) per
+    volume, SAVING × that with bf16/fp16 and again with checkpointing; the proposal is the first that fits of
+    checkpointing, bf16, both, then halved batches with both (the real planner's order). It answers after
+    ``answerDelay`` (else DELAY_S) × the batch, so an older question with a bigger batch would answer after a
+    newer one."""
+    if os.environ.get("SLOW_BACKEND_REAL_PLAN") == "1":
+        os.execv(sys.executable, [sys.executable, "-m", "DiffusionPEFTLib", "finetune", *arguments])
+    description = modelDescription(Path(arguments[0]))
+    batch, precision = int(option(arguments, "--batch")), option(arguments, "--precision")
+    precision = "bf16" if precision == "auto" else precision  # as on a GPU with bf16
+    checkpointing = "--checkpointing" in arguments
+    time.sleep(description.get("answerDelay", DELAY_S) * batch)
+
+    def need(batch: int, precision: str, checkpointing: bool) -> int:
+        return int(description.get("volumeGiB", VOLUME_GIB) * GIB * batch * (SAVING if precision != "fp32" else 1)
+                   * (SAVING if checkpointing else 1))
+
+    job = (batch, precision, checkpointing)
+    candidates = [(batch, precision, True), (batch, "bf16", checkpointing), (batch, "bf16", True)]
+    candidates += [(batch >> halvings, "bf16", True) for halvings in range(1, batch.bit_length())]
+    fitting = next((c for c in candidates if need(*c) <= GPU_BUDGET_BYTES), None)
+    fits = need(*job) <= GPU_BUDGET_BYTES
+    emit(mode="train", batch=batch, device="cuda",
+         setup={"method": option(arguments, "--method"), "precision": precision, "checkpointing": checkpointing},
+         predicted={"total": need(*job)}, budget_bytes=GPU_BUDGET_BYTES, where="on this GPU", fits=fits,
+         proposal=None if fits or fitting is None else {
+             "batch": fitting[0], "precision": fitting[1], "checkpointing": fitting[2],
+             "predicted": {"total": need(*fitting)}})
     return 0
 
 
@@ -127,9 +166,9 @@ def fromSource(folder: Path, command: str, args: dict, stopFile: Path) -> int:
 def wrongTask(job: dict) -> str | None:
     """The backend's message when the job's command does not suit its model's task."""
     task = modelDescription(Path(job["args"]["model"])).get("task", "synthesis")
-    wanted = {"synthesize": "synthesis", "reconstruct": "synthesis", "translate": "translation"}
-    wanted = wanted.get(job["command"], task)
-    return None if wanted == task else f"{Path(job['args']['model']).name} is a {task} model, not a {wanted} model."
+    wanted = {"synthesize": ("synthesis", "latent"), "reconstruct": ("synthesis",), "translate": ("translation",)}
+    wanted = wanted.get(job["command"], (task,))
+    return None if task in wanted else f"{Path(job['args']['model']).name} is a {task} model, not a {wanted[0]} model."
 
 
 def run(arguments: list[str]) -> int:
@@ -169,7 +208,7 @@ def main(argv: list[str]) -> int:
     if command == "info":
         return info(arguments)
     if command == "finetune":
-        return plan(arguments)
+        return memoryPlan(arguments) if "--plan" in arguments else plan(arguments)
     return run(arguments)
 
 

@@ -14,7 +14,7 @@ import slicer_standins
 slicer_standins.install()
 
 import slicer  # noqa: E402
-from DiffusionPEFTSlicer import backend_queries, dependencies, formatting, model_catalog  # noqa: E402
+from DiffusionPEFTSlicer import backend_queries, conditions, dependencies, formatting, model_catalog  # noqa: E402
 from DiffusionPEFTSlicer.job_result import JobResult  # noqa: E402
 from DiffusionPEFTSlicer.launcher import BackendLauncher, backendEnvironment  # noqa: E402
 from DiffusionPEFTSlicer.loss_curve import LossCurve  # noqa: E402
@@ -49,6 +49,28 @@ def test_trainable_text_splits_adapter_and_norms_unless_only_base_parameters_tra
                                                 "(adapter 539,392 + norms/biases 61,632)")
     full = {"adapter": 0, "extra": 2_920_289, "base": 2_920_289, "total": 2_920_289, "share": 1.0}
     assert formatting.trainableText(full) == "trainable parameters: 2,920,289 = 100.00 % of 2,920,289"
+
+
+def test_memory_text_says_when_not_even_the_smallest_settings_fit():
+    plan = {"batch": 2, "setup": {"method": "full", "precision": "fp16", "checkpointing": True},
+            "predicted": {"total": 30 * 1024**3}, "budget_bytes": int(19.2 * 1024**3), "where": "on this GPU",
+            "fits": False, "proposal": None}
+    assert formatting.memoryText(plan) == (
+        "Does not fit on this GPU with fp16 + checkpointing at batch 2: about 30.00 GiB, its budget is 19.20 GiB. "
+        "Not even bf16 + checkpointing at batch 1 fits: use a smaller model or a device with more memory.")
+
+
+def test_condition_values_keep_what_the_model_admits_and_take_its_defaults_otherwise():
+    card = {"task": "latent", "latent": {"conditions": [{"name": "age", "label": "Age", "default": 0.1, "range": [0, 1]},
+                                                        {"name": "c1", "label": "", "default": 0.0, "range": None}]}}
+    age, c1 = conditions.modelConditions(card)
+    assert (age.label, age.range, c1.range) == ("Age", (0, 1), None)
+    assert conditions.modelConditions({"task": "synthesis"}) == [] and conditions.modelConditions(None) == []
+    chosen = conditions.chosenValues([age, c1], "age=7,c1=-3.5,gender=1,broken")
+    assert chosen == {"age": 0.1, "c1": -3.5}  # age 7 is out of its range; gender is not a condition of this model
+    assert conditions.conditionText(chosen) == "age=0.1,c1=-3.5"
+    assert conditions.parseConditionText(conditions.conditionText({"age": 1 / 3})) == {"age": 1 / 3}  # exact
+    assert "conditions: age, c1" in formatting.modelCardText(card, None)
 
 
 def test_model_catalog_lists_packages_and_imports_without_overwriting(tmp_path):

@@ -344,7 +344,18 @@ def test_the_jobs_of_reconstruct_and_synthesize_are_the_backends_command_lines(s
     synthesizing = standinLogic.synthesize(standinPrior, source, contrast="t1", waitForCompletion=False)
     pollUntilDone(synthesizing)
     args = parser.parse_args(job_to_argv(load_job(synthesizing.folder / "job.json"), parser))
-    assert (args.command, args.contrast, args.like) == ("synthesize", "t1", "inputs/reference.nii")
+    assert (args.command, args.contrast, args.like, args.condition) == ("synthesize", "t1", "inputs/reference.nii", None)
+    conditioned = standinLogic.synthesize(standinPrior, source, conditions={"age": 0.6, "ventricular_vol": 0.3},
+                                          waitForCompletion=False)
+    pollUntilDone(conditioned)
+    args = parser.parse_args(job_to_argv(load_job(conditioned.folder / "job.json"), parser))
+    assert args.condition == {"age": 0.6, "ventricular_vol": 0.3}
+    for precision, checkpointing in (("bf16", True), ("auto", False)):
+        fineTuning = standinLogic.fineTune([source], standinPrior, steps=1, batchSize=2, precision=precision,
+                                           checkpointing=checkpointing, waitForCompletion=False)
+        pollUntilDone(fineTuning)
+        args = parser.parse_args(job_to_argv(load_job(fineTuning.folder / "job.json"), parser))
+        assert (args.precision, args.checkpointing, args.batch) == (precision, checkpointing, 2)
 
 
 def test_the_card_of_each_kind_of_model_sets_the_panels_tasks(tiny_model_dir, tiny_translation_model):

@@ -105,10 +105,11 @@ def test_every_widget_the_code_touches_exists(panel):
 
 
 def test_bindings_and_parameter_fields_match_one_to_one(boundWidgets):
-    """But for the fields the panel keeps in step itself (a combo whose items come from the model's card)."""
+    """But for the fields the panel keeps in step itself (their widgets come from the model's card)."""
     from DiffusionPEFTSlicer.parameter_node import PANEL_SYNCED_PARAMETERS
 
-    assert PANEL_SYNCED_PARAMETERS == ("contrast",) and DiffusionPEFTParameterNode.allParameters["contrast"].type is str
+    assert PANEL_SYNCED_PARAMETERS == ("contrast", "conditionValues")
+    assert all(DiffusionPEFTParameterNode.allParameters[name].type is str for name in PANEL_SYNCED_PARAMETERS)
     assert set(boundWidgets) == set(DiffusionPEFTParameterNode.allParameters) - set(PANEL_SYNCED_PARAMETERS)
 
 
@@ -117,7 +118,7 @@ def test_every_generate_row_the_panel_shows_has_its_widget_and_label(panel):
     from DiffusionPEFTSlicer.widget import TASK_INPUTS
     from PySide6.QtWidgets import QWidget
 
-    rows = [*TASK_INPUTS, "contrastComboBox"]
+    rows = [*TASK_INPUTS, "contrastComboBox", "conditionsFrame"]
     assert {task for tasks in TASK_INPUTS.values() for task in tasks} == set(GENERATE_TASKS)
     missing = [name for row in rows for name in (row, f"{row}Label") if panel.findChild(QWidget, name) is None]
     assert not missing, f"the .ui lacks these Generate rows: {missing}"
@@ -170,8 +171,9 @@ def test_module_code_is_qt6_safe_and_never_imports_torch():
 
 def test_panel_picture_is_rendered(panel, tmp_path):
     """Renders the panel mid-fine-tune with true values: the shipped demo model's card, the trainable share
-    planned on its architecture, and metrics of two simulated subjects. DIFFUSIONPEFT_WRITE_DOCS=1 also
-    refreshes docs/images/panel.png."""
+    planned on its architecture, its memory plan on a CPU with a 16 GiB budget, and metrics of two simulated
+    subjects. DIFFUSIONPEFT_WRITE_DOCS=1 also refreshes docs/images/panel.png."""
+    from conftest import run_cli
     from DiffusionPEFTLib.adapters import plan_adapter
     from DiffusionPEFTLib.metrics import compare_volumes
     from DiffusionPEFTLib.simulate import simulate_subject
@@ -184,6 +186,10 @@ def test_panel_picture_is_rendered(panel, tmp_path):
 
     counts = plan_adapter(DEMO_ARCHITECTURE, "tenvoo-l", "tenvoo", rank=4).counts.as_dict()
     assert counts["base"] == DEMO_CARD["parameters"]
+    code, events = run_cli("finetune", slicer_standins.REPOSITORY / DEMO_CARD["path"], "--plan", "--json", "--device",
+                           "cpu", "--memory-budget-gb", "16")
+    assert code == 0, events.events
+    (memoryPlan,) = [event["value"] for event in events.of("result")]
     reference, output = (simulate_subject(seed, contrasts=("flair",)).images["flair"].data for seed in (0, 1))
     metrics = compare_volumes(output, reference)
     for name, items in (("modelSelector", [f"{DEMO_MODEL} (shipped)"]), ("deviceComboBox", ["auto"]),
@@ -191,12 +197,14 @@ def test_panel_picture_is_rendered(panel, tmp_path):
                         ("trainingVolumesSelector", ["sub-002 flair, sub-003 flair, sub-004 flair"]),
                         ("referenceVolumeSelector", ["sub-000 flair"]), ("outputVolumeSelector", ["None"]),
                         ("compareReferenceSelector", ["sub-000 flair"]), ("compareOutputSelector", ["sub-001 flair"]),
-                        ("generateTaskComboBox", ["synthesize"]), ("samplerComboBox", ["ddim"])):
+                        ("generateTaskComboBox", ["synthesize"]), ("samplerComboBox", ["ddim"]),
+                        ("precisionComboBox", ["auto"])):
         child(QComboBox, name).addItems(items)
     child(QWidget, "modelPathLineEdit").setProperty("currentPath", DEMO_CARD["path"])
     child(QWidget, "userModelsFolderButton").setProperty("directory", "~/DiffusionPEFT/models")
     child(QLabel, "modelCardLabel").setText(formatting.modelCardText(DEMO_CARD, DEMO_ENVIRONMENT))
     child(QLabel, "trainableLabel").setText(formatting.trainableText(counts))
+    child(QLabel, "memoryLabel").setText(formatting.memoryText(memoryPlan))
     child(QSpinBox, "trainingStepsSpinBox").setValue(150)
     child(QWidget, "fineTuneButton").setText("Cancel")
     for name in ("generateButton", "compareButton"):
@@ -231,6 +239,13 @@ def test_adapter_choices_equal_the_backend_registry():
     assert sorted(parameter_node.ADAPTER_METHODS) == sorted(METHODS)
     assert sorted(SELECTION_METHODS) == sorted(name for name, method in METHODS.items() if not method.wraps_layers)
     assert parameter_node.ADAPTER_TARGETS == list(PRESETS)
+
+
+def test_precision_choices_equal_the_backends():
+    from DiffusionPEFTLib.training.precision import PRECISIONS
+    from DiffusionPEFTSlicer import parameter_node
+
+    assert parameter_node.PRECISIONS == list(PRECISIONS)
 
 
 def test_reconstruction_choices_equal_the_backends():

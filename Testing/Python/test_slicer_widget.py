@@ -28,16 +28,19 @@ import gui_thread  # noqa: E402
 import pythonqt_standins  # noqa: E402
 import slicer  # noqa: E402
 import slow_backend  # noqa: E402
+from bundles import BRAIN_NETWORKS, tiny_inference, tiny_metadata, write_bundle  # noqa: E402
+from conftest import run_cli  # noqa: E402
 from DiffusionPEFT import DiffusionPEFTWidget  # noqa: E402
-from DiffusionPEFTSlicer import comparison, model_catalog, model_tasks  # noqa: E402
+from DiffusionPEFTSlicer import comparison, formatting, model_catalog, model_tasks  # noqa: E402
+from DiffusionPEFTSlicer.conditions import modelConditions  # noqa: E402
 from DiffusionPEFTSlicer.launcher import BackendLauncher, backendEnvironment  # noqa: E402
 from DiffusionPEFTSlicer.logic import DiffusionPEFTLogic  # noqa: E402
-from DiffusionPEFTSlicer.parameter_node import isSet  # noqa: E402
+from DiffusionPEFTSlicer.parameter_node import ADAPTER_METHODS, PRECISIONS, isSet  # noqa: E402
 from DiffusionPEFTSlicer.volume_exchange import ijkToRas  # noqa: E402
 from DiffusionPEFTSlicer.widget import TASK_INPUTS  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
+from PySide6.QtWidgets import QApplication, QFormLayout  # noqa: E402
 
 SLOW_BACKEND = pathlib.Path(__file__).with_name("slow_backend.py")
 BACKEND_DELAY_S = 1.5
@@ -78,6 +81,14 @@ class SlowBackend:
     def calls(self, command: str) -> list[list[str]]:
         """argv of each start of ``command`` after ``-m DiffusionPEFTLib``."""
         return [p.args[4:] for p in self.processes(command)]
+
+    def dryRuns(self) -> list[list[str]]:
+        """argv of each ``finetune --dry-run`` (the trainable share)."""
+        return [argv for argv in self.calls("finetune") if "--dry-run" in argv]
+
+    def memoryPlans(self) -> list[list[str]]:
+        """argv of each ``finetune --plan`` (the memory line)."""
+        return [argv for argv in self.calls("finetune") if "--plan" in argv]
 
 
 class Panel:
@@ -155,10 +166,23 @@ class Panel:
         combo = self.ui.contrastComboBox
         return [combo.itemText(index) for index in range(combo.count)]
 
+    def conditionFields(self) -> dict:
+        """Generate's condition fields by their label ("age:" → age)."""
+        form = self.ui.conditionsFrame.layout()
+        return {form.itemAt(row, QFormLayout.LabelRole).widget().text().removesuffix(":"):
+                form.itemAt(row, QFormLayout.FieldRole).widget() for row in range(form.rowCount())}
+
+    def typeNumber(self, field, text: str) -> None:
+        """Select a number field's text and type ``text`` over it key by key."""
+        self.act(field.selectAll)
+        for character in text:
+            self.act(lambda c=character: QTest.keyClicks(field, c))
+            self.settle(KEY_INTERVAL_S)
+
     def shownInputs(self) -> set[str]:
-        """The Generate rows shown now (TASK_INPUTS and Contrast), each with its label."""
+        """The Generate rows shown now (TASK_INPUTS, Contrast and Conditions), each with its label."""
         shown = set()
-        for name in [*TASK_INPUTS, "contrastComboBox"]:
+        for name in [*TASK_INPUTS, "contrastComboBox", "conditionsFrame"]:
             widget, label = getattr(self.ui, name), getattr(self.ui, f"{name}Label")
             assert widget.isHidden() == label.isHidden(), name
             if not widget.isHidden():
@@ -174,6 +198,17 @@ class Panel:
 
     def cardShows(self, text: str) -> bool:
         return text in self.ui.modelCardLabel.text
+
+
+@pytest.fixture(scope="module")
+def latentModel(tmp_path_factory) -> pathlib.Path:
+    """A latent model imported for real (``import-bundle``) from a tiny bundle in the brain LDM's scheme: it is
+    conditioned on age and ventricular_vol, defaults 0.25 and 0.5, range [0, 1]."""
+    root = tmp_path_factory.mktemp("bundle")
+    write_bundle(root / "bundle", tiny_inference(), tiny_metadata(), BRAIN_NETWORKS)
+    code, events = run_cli("import-bundle", root / "bundle", "--out", root / "brain-ldm")
+    assert code == 0, events.events
+    return root / "brain-ldm"
 
 
 @pytest.fixture(scope="module")
@@ -249,9 +284,11 @@ def lossPoints(panel) -> int:
 def test_opening_asks_nothing_at_once_and_never_for_the_empty_path(panel):
     assert panel.backend.calls("info") == [] and panel.backend.calls("finetune") == []
     assert panel.openSeconds < BACKEND_DELAY_S
-    panel.waitFor(lambda: panel.cardShows("demo-t1-32x40x32") and "trainable parameters: 4,050" in panel.ui.trainableLabel.text)
+    panel.waitFor(lambda: panel.cardShows("demo-t1-32x40x32") and "trainable parameters: 4,050" in panel.ui.trainableLabel.text
+                  and panel.ui.memoryLabel.text.startswith("Fits"))
     assert [argv[1] for argv in panel.backend.calls("info")] == [str(SHIPPED_MODEL)]
-    assert len(panel.backend.calls("finetune")) == 1
+    assert len(panel.backend.dryRuns()) == 1 and len(panel.backend.memoryPlans()) == 1
+    assert panel.ui.memoryLabel.text == "Fits on this GPU with bf16 at batch 1: about 4.80 GiB of its 19.20 GiB budget."
 
 
 def test_the_model_selector_is_bound_to_the_model_fine_tune_uses(panel, tmp_path):
@@ -276,11 +313,13 @@ def test_typing_a_path_asks_once_it_settles_and_an_empty_path_asks_nothing(panel
     panel.waitFor(lambda: panel.cardShows("demo-t1-32x40x32"))
     panel.typePath("")
     assert panel.ui.modelCardLabel.text == "No model chosen." and panel.ui.trainableLabel.text == ""
+    assert panel.ui.memoryLabel.text == ""
     typed = modelPackage(tmp_path / "typed-model")
     panel.typePath(str(typed))
     panel.waitFor(lambda: panel.cardShows("typed-model") and "trainable" in panel.ui.trainableLabel.text)
     assert [argv[1] for argv in panel.backend.calls("info")] == [str(SHIPPED_MODEL), str(typed)]
-    assert [argv[1] for argv in panel.backend.calls("finetune")] == [str(SHIPPED_MODEL), str(typed)]
+    assert [argv[1] for argv in panel.backend.dryRuns()] == [str(SHIPPED_MODEL), str(typed)]
+    assert [argv[1] for argv in panel.backend.memoryPlans()] == [str(SHIPPED_MODEL), str(typed)]
 
 
 def test_a_newer_path_drops_the_query_under_way_and_its_stale_answer(panel, tmp_path):
@@ -305,7 +344,7 @@ def test_the_trainable_share_is_recounted_once_the_rank_settles(panel):
         panel.settle(KEY_INTERVAL_S)
     assert panel.ui.trainableLabel.text == "trainable parameters: …"
     panel.waitFor(lambda: "7,050" in panel.ui.trainableLabel.text)
-    ranks = [argv[argv.index("--rank") + 1] for argv in panel.backend.calls("finetune")]
+    ranks = [argv[argv.index("--rank") + 1] for argv in panel.backend.dryRuns()]
     assert ranks == ["4", "7"]
 
 
@@ -388,8 +427,9 @@ def test_compare_shows_both_volumes_in_the_same_plane_and_the_difference_visibly
 
 def test_without_torch_the_errors_point_to_setup(panel):
     panel.backend.environment["SLOW_BACKEND_NO_TORCH"] = "1"  # the queries start after the panel's delay
-    panel.waitFor(lambda: "torch" in panel.ui.modelCardLabel.text and "torch" in panel.ui.trainableLabel.text)
-    for label in (panel.ui.modelCardLabel, panel.ui.trainableLabel):
+    panel.waitFor(lambda: all("torch" in label.text for label in (
+        panel.ui.modelCardLabel, panel.ui.trainableLabel, panel.ui.memoryLabel)))
+    for label in (panel.ui.modelCardLabel, panel.ui.trainableLabel, panel.ui.memoryLabel):
         assert "The Python package &#x27;torch&#x27; is not installed." in label.text and "Setup" in label.text
         assert "No module named" not in label.text and "See the log" not in label.text
     reference, output = addVolumes(2)
@@ -448,7 +488,7 @@ def test_generate_offers_the_chosen_models_tasks_and_fine_tune_only_for_a_synthe
     assert not ui.generateTaskComboBox.enabled  # its only task
     assert panel.shownInputs() == TRANSLATE_INPUTS
     assert ui.sampleCountSpinBoxLabel.text == "Samples:"
-    assert not ui.fineTuneButton.enabled
+    assert not ui.fineTuneButton.enabled and ui.memoryLabel.text == ""  # no memory plan for what it cannot fine-tune
     assert "t1-to-flair is a translation model" in ui.fineTuneButton.toolTip and "pairs" in ui.fineTuneButton.toolTip
     panel.act(lambda: (ui.modelSelector.setCurrentIndex(0), ui.modelSelector.activated.emit(0)))
     panel.waitFor(lambda: panel.cardShows("demo-t1-32x40x32"))
@@ -641,3 +681,113 @@ def test_a_translation_model_asked_to_synthesize_shows_the_backends_message(pane
     assert "t1-to-flair is a translation model, not a synthesis model." in ui.statusLabel.text
     assert volumeCount() == before
     panel.waitFor(lambda: panel.parameters.generateTask == "translate")  # then its card comes, and the task follows
+
+
+def test_a_conditioned_model_shows_a_field_per_condition_and_synthesize_gets_the_typed_values(panel, latentModel):
+    from DiffusionPEFTLib.cli import build_parser
+    from DiffusionPEFTLib.commands.info import model_card
+    from DiffusionPEFTLib.jobs import job_to_argv, load_job
+
+    ui, parameters = panel.ui, panel.parameters
+    (reference,) = addVolumes(1)
+    panel.waitFor(lambda: panel.cardShows("demo-t1-32x40x32"))
+    assert "conditionsFrame" not in panel.shownInputs() and panel.conditionFields() == {}
+    panel.pastePath(latentModel)
+    panel.waitFor(lambda: panel.cardShows("conditions: age, ventricular_vol"))
+    assert parameters.generateTask == "synthesize" and not ui.generateTaskComboBox.enabled  # its only task
+    assert panel.shownInputs() == SYNTHESIZE_INPUTS | {"conditionsFrame"} and ui.fineTuneButton.enabled
+    conditions = modelConditions(model_card(latentModel))  # as the real backend's card tells them
+    assert [(c.name, c.default, c.range) for c in conditions] == [("age", 0.25, (0.0, 1.0)),
+                                                                  ("ventricular_vol", 0.5, (0.0, 1.0))]
+    fields = panel.conditionFields()
+    assert {name: (field.value, field.minimum(), field.maximum()) for name, field in fields.items()} == {
+        c.name: (c.default, *c.range) for c in conditions}
+    assert "Ventricular volume" in fields["ventricular_vol"].toolTip
+    assert parameters.conditionValues == "age=0.25,ventricular_vol=0.5"
+    panel.typeNumber(fields["age"], "0.6")
+    panel.typeNumber(fields["ventricular_vol"], "0.3")
+    assert parameters.conditionValues == "age=0.6,ventricular_vol=0.3"
+    ui.referenceVolumeSelector.setCurrentNode(reference)
+    panel.act(ui.generateButton.click)
+    job = panel.job
+    panel.waitFor(lambda: not job.running)
+    assert job.result.succeeded, ui.statusLabel.text
+    parser = build_parser()
+    argv = job_to_argv(load_job(job.folder / "job.json"), parser)
+    assert argv[argv.index("--condition") + 1] == "age=0.6,ventricular_vol=0.3"
+    assert parser.parse_args(argv).condition == {"age": 0.6, "ventricular_vol": 0.3}
+    panel.act(lambda: (ui.modelSelector.setCurrentIndex(0), ui.modelSelector.activated.emit(0)))
+    panel.waitFor(lambda: panel.cardShows("demo-t1-32x40x32"))
+    assert "conditionsFrame" not in panel.shownInputs() and panel.conditionFields() == {}
+    assert parameters.conditionValues == ""
+    panel.act(ui.generateButton.click)
+    job = panel.job
+    panel.waitFor(lambda: not job.running)
+    assert job.result.succeeded and "condition" not in json.loads((job.folder / "job.json").read_text())["args"]
+
+
+def test_the_memory_line_is_the_real_backends_plan_asked_in_the_background(panel, monkeypatch):
+    ui = panel.ui
+    panel.backend.environment.update(SLOW_BACKEND_REAL_PLAN="1", DIFFUSIONPEFT_MEMORY_GB="24")  # before the delay
+    panel.act(lambda: ui.adapterMethodComboBox.setCurrentIndex(ADAPTER_METHODS.index("lora")))
+    panel.act(lambda: ui.batchSizeSpinBox.setValue(2))
+    panel.act(ui.checkpointingCheckBox.click)
+    assert ui.memoryLabel.text == "checking memory…"
+    panel.waitFor(lambda: len(panel.backend.memoryPlans()) == 1)
+    for steps in (300, 400):  # not a memory setting: no new plan
+        panel.act(lambda: ui.trainingStepsSpinBox.setValue(steps))
+        panel.settle(KEY_INTERVAL_S)
+    assert ui.memoryLabel.text == "checking memory…"
+    monkeypatch.setenv("DIFFUSIONPEFT_MEMORY_GB", "24")
+    code, events = run_cli("finetune", SHIPPED_MODEL, "--plan", "--json", "--method", "lora", "--rank", "4",
+                           "--targets", "tenvoo", "--batch", "2", "--checkpointing")
+    assert code == 0, events.events
+    (plan,) = [event["value"] for event in events.of("result")]
+    panel.waitFor(lambda: ui.memoryLabel.text != "checking memory…", timeout=180)
+    assert ui.memoryLabel.text == formatting.memoryText(plan)
+    assert ui.memoryLabel.text.startswith("Fits ") and " + checkpointing at batch 2: about " in ui.memoryLabel.text
+    assert "of its 24.00 GiB budget." in ui.memoryLabel.text and ui.useProposedSettingsButton.isHidden()
+    (argv,) = panel.backend.memoryPlans()
+    assert argv == ["finetune", str(SHIPPED_MODEL), "--plan", "--json", "--method", "lora", "--rank", "4", "--targets",
+                    "tenvoo", "--batch", "2", "--precision", "auto", "--checkpointing", "--device", "auto"]
+
+
+def test_a_fine_tune_that_does_not_fit_gets_the_settings_that_fit_at_a_click(panel, tmp_path):
+    from DiffusionPEFTLib.cli import build_parser
+    from DiffusionPEFTLib.jobs import job_to_argv, load_job
+
+    ui, parameters = panel.ui, panel.parameters
+    panel.pastePath(modelPackage(tmp_path / "big", answerDelay=0.2))
+    panel.act(lambda: ui.batchSizeSpinBox.setValue(8))
+    panel.act(lambda: ui.precisionComboBox.setCurrentIndex(PRECISIONS.index("fp32")))
+    panel.waitFor(lambda: ui.memoryLabel.text.startswith("Does not fit"))
+    assert ui.memoryLabel.text == ("Does not fit on this GPU with fp32 at batch 8: about 64.00 GiB, its budget is "
+                                   "19.20 GiB. Fits with bf16 + checkpointing at batch 4 (about 11.52 GiB).")
+    assert not ui.useProposedSettingsButton.isHidden()
+    panel.act(ui.useProposedSettingsButton.click)
+    assert (parameters.precision, parameters.checkpointing, parameters.batchSize) == ("bf16", True, 4)
+    assert (ui.precisionComboBox.currentText(), ui.checkpointingCheckBox.checked, ui.batchSizeSpinBox.value) == (
+        "bf16", True, 4)
+    assert ui.useProposedSettingsButton.isHidden() and ui.memoryLabel.text == "checking memory…"
+    panel.waitFor(lambda: ui.memoryLabel.text.startswith("Fits"))
+    assert ui.memoryLabel.text == "Fits on this GPU with bf16 + checkpointing at batch 4: about 11.52 GiB of its 19.20 GiB budget."
+    panel.startFineTune(addVolumes(1), steps=2)
+    job = panel.job
+    panel.waitFor(lambda: not job.running)
+    parser = build_parser()
+    args = parser.parse_args(job_to_argv(load_job(job.folder / "job.json"), parser))
+    assert (args.precision, args.checkpointing, args.batch) == ("bf16", True, 4)
+
+
+def test_a_newer_setting_drops_the_memory_plan_under_way_and_its_stale_answer(panel, tmp_path):
+    ui = panel.ui
+    panel.pastePath(modelPackage(tmp_path / "model", answerDelay=1.0))  # plans take 1 s per volume of the batch
+    panel.act(lambda: ui.batchSizeSpinBox.setValue(4))
+    panel.waitFor(lambda: len(panel.backend.memoryPlans()) == 1)
+    (older,) = [p for p in panel.backend.processes("finetune") if "--plan" in p.args]
+    panel.act(lambda: ui.batchSizeSpinBox.setValue(1))
+    panel.waitFor(lambda: older.poll() is not None, timeout=RESPONSIVE_S)  # stopped, not left to run
+    panel.waitFor(lambda: ui.memoryLabel.text.startswith("Fits"))
+    panel.settle(4.0)  # when batch 4's plan would have come
+    assert "at batch 1: about 4.80 GiB" in ui.memoryLabel.text
+    assert [argv[argv.index("--batch") + 1] for argv in panel.backend.memoryPlans()] == ["4", "1"]
