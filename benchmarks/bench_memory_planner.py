@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import subprocess
 import sys
@@ -36,6 +35,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from allocators import allocator_environment  # noqa: E402
 
 MB = 1e6
 
@@ -107,12 +108,8 @@ def measure_cell(cell: dict) -> dict:
 
 
 def run_cell(cell: dict, allocator: str) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    env.pop("MALLOC_MMAP_THRESHOLD_", None)
-    if allocator == "fixed":
-        env["MALLOC_MMAP_THRESHOLD_"] = str(128 * 1024)
     done = subprocess.run([sys.executable, __file__, "--cell", json.dumps(cell)], capture_output=True, text=True,
-                          env=env, cwd=ROOT, check=False)
+                          env=allocator_environment(allocator), cwd=ROOT, check=False)
     if done.returncode:
         raise RuntimeError(f"cell {cell} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -135,12 +132,13 @@ GPUS_GB = (24, 40, 80)
 
 def big_model_jobs() -> list[tuple[str, "Job"]]:
     """(model name, job) for the docs' table: fine-tuning and sampling of the big models on a GPU."""
-    from bench_gpu import bundle_config, tenvoo_config
+    from bench_gpu import bundle_config
 
     from DiffusionPEFTLib.footprint import Job, TrainingSetup
+    from DiffusionPEFTLib.models import preset_config
 
     jobs = []
-    tenvoo = tenvoo_config()
+    tenvoo = preset_config("tenvoo")
     for method, options in (("tenvoo-l", {"rank": 4}), ("lora", {"rank": 4}), ("full", {})):
         for precision, checkpointing in (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True)):
             if method != "tenvoo-l" and precision == "fp32" and not checkpointing:

@@ -26,9 +26,17 @@ on the 64×80×64 grid at 3 mm, U-Net channels 16 32 64, BBDM bridge, x0 predict
 Ratios are against ``p1`` of the same run. Targets (the issue's): peak training memory at p = 2 ≤ 1/6 of
 p = 1, train step ≥ 4× faster, PSNR within 1 dB of p = 1 or better after equal wall-clock training.
 
+``--memory-only`` runs step 1 and the warm-up and timed steps of step 2 only (no budget, sampling or scoring),
+once per configuration and glibc allocator setting of ``--allocators`` (benchmarks/allocators.py: ``default``,
+or ``fixed`` mmap threshold, where the resident peak follows the live tensors), beside the memory planner's
+prediction of the same step (DiffusionPEFTLib/footprint.py: gradients + AdamW state + activations, MB, with its
+breakdown). It writes ppdm_memory_cpu.md and .json, never ppdm_cpu.*. The training volumes are loaded before the
+idle baseline, so a small training set (``--train-subjects``) measures the same.
+
 Usage: python benchmarks/bench_ppdm.py [--budget-s 360] [--threads 1] [--configs p1,p2,p4,p2-no-pg,p2-pg0.3]
-       [--timed-steps 5] [--heldout 8] [--train build/translation_train/manifest.json]
+       [--timed-steps 5] [--heldout 8] [--train build/translation_train/manifest.json] [--train-subjects N]
        [--heldout-manifest build/translation_heldout/manifest.json] [--out docs/benchmarks]
+       python benchmarks/bench_ppdm.py --memory-only [--allocators default,fixed] [--timed-steps 3] [...]
 """
 
 from __future__ import annotations
@@ -51,8 +59,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from allocators import ALLOCATORS, FIXED_MMAP_THRESHOLD, allocator_environment
 from DiffusionPEFTLib.commands import translate_train
+from DiffusionPEFTLib.commands.memory_options import training_setup
 from DiffusionPEFTLib.errors import JobCancelled
+from DiffusionPEFTLib.footprint import Job, footprint
 from DiffusionPEFTLib.metrics import compare_in_mask, compare_volumes
 from DiffusionPEFTLib.models import InputSpec
 from DiffusionPEFTLib.training import (
@@ -79,6 +90,7 @@ SAMPLING_STEPS = 25
 SPECTRAL_NEIGHBOURS = 3
 SEED = 0
 TARGETS = {"memory": 1 / 6, "speedup": 4.0, "psnr_db": -1.0}
+MB = 1e6
 
 
 # --- memory (Linux /proc) ------------------------------------------------------------------------
@@ -166,6 +178,12 @@ def command_args(name: str, train_manifest: str):
                               "--pg-weight", str(weight)])
 
 
+def training_pairs(manifest: str, count: int | None) -> tuple[list[Path], list[Path]]:
+    """The first ``count`` (all: None) (T1w, FLAIR) file pairs of the training manifest."""
+    sources, targets = find_pairs([manifest], "t1", "flair")
+    return sources[:count], targets[:count]
+
+
 def load_heldout(manifest: str, spec: InputSpec, count: int) -> tuple[TrainingVolumes, list[np.ndarray]]:
     """The first ``count`` held-out (T1w, FLAIR) pairs on the model grid and their brain masks (X, Y, Z) bool
     (tissue labels > 0, nearest-neighbour onto each source's model grid)."""
@@ -191,34 +209,20 @@ def score(prediction: np.ndarray, truth: np.ndarray, mask: np.ndarray, data_rang
 
 
 def run_worker(name: str, args) -> dict:
-    """Train, time, sample and score configuration ``name`` in this process; returns its row."""
+    """Train and time configuration ``name`` in this process, then (unless ``--memory-only``) sample and score
+    it; returns its row."""
     torch.set_num_threads(args.threads)
     options = command_args(name, args.train)
     config = translate_train.build_config(options)
-    sources, targets = find_pairs([args.train], options.source, options.target)
+    sources, targets = training_pairs(args.train, args.train_subjects)
     train = TrainingVolumes.load(targets, config.input, sources=sources)
-    heldout, masks = load_heldout(args.heldout_manifest, config.input, args.heldout)
+    if not args.memory_only:
+        heldout, masks = load_heldout(args.heldout_manifest, config.input, args.heldout)
     torch.manual_seed(SEED)
     model = TranslationModel(config)
-    train_config = TrainConfig(steps=10**9, batch_size=options.batch, grad_accum=options.accum, lr=options.lr,
-                               checkpoint_every=options.checkpoint_every, augment=not options.no_augment, seed=SEED)
-    watch = Stopwatch(WARMUP_STEPS + args.timed_steps, args.budget_s)
-    with tempfile.TemporaryDirectory() as workdir:
-        trainer = Trainer(model, list(model.parameters()), train, train_config, workdir, callbacks=[watch],
-                          stage="translate-train")
-        idle_mb = settle_and_reset_peak()
-        try:
-            trainer.run()  # steps=10**9: only the Stopwatch's cancel at the deadline ends it
-        except JobCancelled:
-            pass
-    losses = trainer.result.losses
-    row = {"config": name, "p": model.spec.puzzle, "pg_weight": model.spec.puzzle_gradient_weight,
-           "parameters": model.parameter_count(),
-           "unet_grid": list(model.puzzle.puzzled_shape(config.input.shape)), "idle_mb": idle_mb,
-           "train_peak_mb": watch.peak_mb, "train_memory_mb": watch.peak_mb - idle_mb,
-           "step_s": statistics.median(watch.durations[WARMUP_STEPS:watch.timed_until]),
-           "steps": trainer.step, "train_wall_s": trainer.result.wall_s,
-           "final_loss": statistics.mean(losses[-20:])}
+    row = train_and_time(name, model, options, train, 0.0 if args.memory_only else args.budget_s, args.timed_steps)
+    if args.memory_only:
+        return row
     print(f"{name}: {row['steps']} steps in {row['train_wall_s']:.0f} s, step {row['step_s']:.2f} s, training "
           f"memory {row['train_memory_mb']:.0f} MB above idle; translating {len(heldout)} held-out", file=sys.stderr)
     model.eval()
@@ -238,6 +242,31 @@ def run_worker(name: str, args) -> dict:
     row["heldout"], row["data_range"] = len(heldout), high - low
     row.update({key: statistics.mean(s[key] for s in scores) for key in scores[0]})
     return row
+
+
+def train_and_time(name: str, model: TranslationModel, options, train: TrainingVolumes, budget_s: float,
+                   timed_steps: int) -> dict:
+    """Train ``model`` from the idle baseline for ``budget_s`` s of wall clock (at least the warm-up and
+    ``timed_steps`` steps); its row: training memory above idle (MB), median timed step (s), steps, loss."""
+    train_config = TrainConfig(steps=10**9, batch_size=options.batch, grad_accum=options.accum, lr=options.lr,
+                               checkpoint_every=options.checkpoint_every, augment=not options.no_augment, seed=SEED)
+    watch = Stopwatch(WARMUP_STEPS + timed_steps, budget_s)
+    with tempfile.TemporaryDirectory() as workdir:
+        trainer = Trainer(model, list(model.parameters()), train, train_config, workdir, callbacks=[watch],
+                          stage="translate-train")
+        idle_mb = settle_and_reset_peak()
+        try:
+            trainer.run()  # steps=10**9: only the Stopwatch's cancel at the deadline ends it
+        except JobCancelled:
+            pass
+    losses = trainer.result.losses
+    return {"config": name, "p": model.spec.puzzle, "pg_weight": model.spec.puzzle_gradient_weight,
+            "parameters": model.parameter_count(),
+            "unet_grid": list(model.puzzle.puzzled_shape(model.config.input.shape)), "idle_mb": idle_mb,
+            "train_peak_mb": watch.peak_mb, "train_memory_mb": watch.peak_mb - idle_mb,
+            "step_s": statistics.median(watch.durations[WARMUP_STEPS:watch.timed_until]),
+            "steps": trainer.step, "train_wall_s": trainer.result.wall_s,
+            "final_loss": statistics.mean(losses[-20:])}
 
 
 # --- main process ----------------------------------------------------------------------------------
@@ -384,6 +413,169 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+# --- memory only (main process) ------------------------------------------------------------------
+MEASURES = {"default": "measured, glibc default", "fixed": "measured, fixed mmap threshold",
+            "predicted": "predicted (planner)"}
+"""measure -> its name in the table"""
+
+
+def predicted(name: str, train_manifest: str) -> dict:
+    """The memory planner's trace of configuration ``name``'s training step (translate-train's own job on this
+    CPU), MB: weights, gradients, optimizer (AdamW), activations, total, and ``train_memory_mb`` = all but the
+    weights (what the measurement counts above idle)."""
+    options = command_args(name, train_manifest)
+    setup = training_setup(options, torch.device("cpu"))
+    found = footprint(Job(translate_train.build_config(options), options.batch, "train", setup))
+    return {**{key: value / MB for key, value in found.as_dict().items()},
+            "train_memory_mb": (found.total - found.weights) / MB}
+
+
+def memory_rows(names: list[str], results: dict, train_manifest: str) -> list[dict]:
+    """Per configuration: the workers' rows by allocator (``measured``), the planner's (``predicted``) and each
+    measure's memory ÷ p1's and p1's step ÷ this step (``vs_p1``, where p1 has that measure)."""
+    rows = []
+    for name in names:
+        measured = {allocator: row for (config, allocator), row in results.items() if config == name}
+        if not measured:
+            continue
+        first = next(iter(measured.values()))
+        rows.append({key: first[key] for key in ("config", "p", "pg_weight", "parameters", "unet_grid")}
+                    | {"measured": measured, "predicted": predicted(name, train_manifest)})
+    reference = next((r for r in rows if r["config"] == "p1"), None)
+    for r in rows:
+        r["vs_p1"] = {}
+        for measure in MEASURES:
+            if reference is not None and measure_of(r, measure) is not None and measure_of(reference, measure):
+                r["vs_p1"][measure] = measure_of(r, measure) / measure_of(reference, measure)
+        for allocator in r["measured"]:
+            if reference is not None and allocator in reference["measured"]:
+                r["vs_p1"][f"speedup_{allocator}"] = (reference["measured"][allocator]["step_s"]
+                                                      / r["measured"][allocator]["step_s"])
+    return rows
+
+
+def measure_of(row: dict, measure: str) -> float | None:
+    """Training memory above idle (MB) of ``row`` by ``measure`` (an allocator or ``predicted``); None: not run."""
+    if measure == "predicted":
+        return row["predicted"]["train_memory_mb"]
+    return row["measured"][measure]["train_memory_mb"] if measure in row["measured"] else None
+
+
+def memory_verdicts(rows: list[dict]) -> list[str]:
+    """p2 ÷ p1 against the memory target by each measure, the step speed-up, and what p2's predicted peak is made
+    of (gradients + AdamW, U-Net activations, the full-resolution puzzle-gradient loss), as markdown bullets."""
+    by_name = {r["config"]: r for r in rows}
+    if "p1" not in by_name or "p2" not in by_name:
+        return ["- Targets not evaluated: the run needs both `p1` and `p2`."]
+    p1, p2 = by_name["p1"], by_name["p2"]
+    ratios, speedups = p2["vs_p1"], {a: p2["vs_p1"].get(f"speedup_{a}") for a in ALLOCATORS}
+    lines = [f"- Peak training memory p2 ÷ p1, {MEASURES[m]}: {ratios[m]:.3f} ({measure_of(p2, m):.0f} vs "
+             f"{measure_of(p1, m):.0f} MB; target ≤ {TARGETS['memory']:.3f}): {mark(ratios[m] <= TARGETS['memory'])}"
+             for m in MEASURES if m in ratios]
+    lines += [f"- Train step p1 ÷ p2, {MEASURES[a]}: {speedup:.2f}× (target ≥ {TARGETS['speedup']:.0f}×): "
+              + mark(speedup >= TARGETS["speedup"]) for a, speedup in speedups.items() if speedup is not None]
+    plan, plan1 = p2["predicted"], p1["predicted"]
+    fixed = plan["gradients"] + plan["optimizer"]
+    loss = plan["activations"] - by_name["p2-no-pg"]["predicted"]["activations"] if "p2-no-pg" in by_name else None
+    parts = (f"gradients + AdamW state {fixed:.1f} MB ({fixed / plan['train_memory_mb']:.0%}), activations "
+             f"{plan['activations']:.1f} MB ({plan['activations'] / plan['train_memory_mb']:.0%})")
+    if loss is not None:
+        parts += (f", of which the full-resolution puzzle-gradient loss adds {loss:.1f} MB "
+                  f"({loss / plan['train_memory_mb']:.0%}; p2 − p2-no-pg)")
+    ideal = (plan1["activations"] / 8 + fixed) / plan1["train_memory_mb"]
+    lines.append(
+        f"- What p2's predicted {plan['train_memory_mb']:.1f} MB above the weights ({plan['weights']:.1f} MB, resident "
+        f"at idle) consist of: {parts}. Its activations are {plan['activations'] / plan1['activations']:.3f} of p1's "
+        f"(1/8 = 0.125 would be the voxel ratio); with exactly 1/8 and the same gradients + AdamW, p2 ÷ p1 would be "
+        f"{ideal:.3f}. Gradients + AdamW are {fixed / plan1['train_memory_mb']:.3f} of p1's peak, so at these widths "
+        f"1/6 leaves p2's activations up to {TARGETS['memory'] - fixed / plan1['train_memory_mb']:.3f} of p1's peak "
+        f"(they are {plan['activations'] / plan1['train_memory_mb']:.3f}).")
+    return lines
+
+
+def write_memory_outputs(rows: list[dict], failed: list[str], settings: dict, out: Path) -> None:
+    """Print the memory table; write OUT/ppdm_memory_cpu.md and .json."""
+
+    def number(value: float | None, spec: str) -> str:
+        return "–" if value is None else format(value, spec)
+
+    def quotient(a: float | None, b: float | None) -> float | None:
+        return a / b if a is not None and b else None
+
+    setup = (f"T1w → FLAIR, {settings['train_pairs']} simulated training pairs (`{settings['train']}`; the volumes "
+             "are in RAM before the idle baseline, so their number does not change the measurement), grid 64×80×64 "
+             "at 3 mm, U-Net channels 16 32 64 (attention at the last level), BBDM, x0 prediction, batch 2, AdamW lr "
+             f"2e-4, clip 1, seed {SEED}. Memory only: per configuration and allocator a fresh process runs "
+             f"{WARMUP_STEPS} warm-up + {settings['timed_steps']} timed training steps, no wall-clock budget, sampling "
+             "or scoring (those are in [ppdm_cpu.md](ppdm_cpu.md)).")
+    machine = (f"Machine: {settings['cpu']}, {settings['cpu_count']} cores, {settings['threads']} torch thread(s), "
+               f"torch {settings['torch']}; 1-minute load average {settings['load_before']:.2f} before, "
+               f"{settings['load_after']:.2f} after (other jobs shared the cores: step times are inflated and compare "
+               "within this run only; memory is per process).")
+    legend = ("Training memory (MB) above what the process holds once data, model and trainer exist, i.e. "
+              "gradients, AdamW state and activations. *Measured*: VmHWM through the timed steps − that idle RSS, "
+              "with glibc's default settings (*default*, as a user runs it: the dynamic mmap threshold keeps freed "
+              "tensors in the heap) or with `MALLOC_MMAP_THRESHOLD_="
+              f"{FIXED_MMAP_THRESHOLD}` (*fixed*: freed tensors go back to the system, so the peak follows the live "
+              "tensors; [memory.md](../memory.md)). *Predicted*: the memory planner's trace of the same step on fake "
+              "tensors (`DiffusionPEFTLib/footprint.py`; total − weights, as the weights are resident at idle). "
+              f"÷ p1: the same measure's p1 value; step = median of the timed steps (s).")
+    header = ("| config | p | λ | U-Net grid | parameters | measured default (MB) | ÷ p1 | measured fixed (MB) "
+              "| ÷ p1 | predicted (MB) | ÷ p1 | default ÷ fixed | fixed ÷ predicted | step default (s) "
+              "| step fixed (s) | p1 ÷ step (default) |")
+    lines = ["# PPDM training memory: puzzled (p = 2, 4) vs full-resolution (p = 1) bridge, CPU", "", setup, "",
+             machine, "", f"Command: `{settings['command']}`", "", legend, "", header, "|---" * 16 + "|"]
+    for r in rows:
+        memory = " | ".join(f"{number(measure_of(r, m), '.0f')} | {number(r['vs_p1'].get(m), '.3f')}" for m in MEASURES)
+        default, fixed, plan = (measure_of(r, m) for m in MEASURES)
+        steps = " | ".join(number(r["measured"][a]["step_s"] if a in r["measured"] else None, ".2f")
+                           for a in ALLOCATORS)
+        lines.append(
+            f"| {r['config']} | {r['p']} | {r['pg_weight']:g} | {'×'.join(map(str, r['unet_grid']))} | "
+            f"{r['parameters']:,} | {memory} | {number(quotient(default, fixed), '.2f')} | "
+            f"{number(quotient(fixed, plan), '.2f')} | {steps} | {number(r['vs_p1'].get('speedup_default'), '.2f')} |")
+    lines += ["", "The planner's breakdown (MB): weights are resident at idle; the rest is the predicted column.", "",
+              "| config | weights | gradients | AdamW state | activations | total | activations ÷ p1's |",
+              "|---|---|---|---|---|---|---|"]
+    reference = next((r for r in rows if r["config"] == "p1"), None)
+    for r in rows:
+        plan = r["predicted"]
+        share = f"{plan['activations'] / reference['predicted']['activations']:.3f}" if reference else "–"
+        lines.append(f"| {r['config']} | {plan['weights']:.1f} | {plan['gradients']:.1f} | {plan['optimizer']:.1f} | "
+                     f"{plan['activations']:.1f} | {plan['total']:.1f} | {share} |")
+    if failed:
+        lines += ["", f"Failed: {', '.join(failed)}."]
+    lines += ["", "Targets (p = 2 vs p = 1), by each measure:", "", *memory_verdicts(rows)]
+    text = "\n".join(lines)
+    print(text)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ppdm_memory_cpu.json").write_text(json.dumps({"settings": settings, "rows": rows, "failed": failed},
+                                                         indent=2))
+    (out / "ppdm_memory_cpu.md").write_text(text + "\n")
+
+
+def run_configs(names: list[str], allocators: list[str], args) -> tuple[dict, list[str]]:
+    """Each configuration under each allocator in its own worker process: ({(name, allocator): row}, failures)."""
+    results, failed = {}, []
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in names:
+            for allocator in allocators:
+                result = Path(scratch) / f"{name}-{allocator}.json"
+                command = [sys.executable, __file__, "--worker", name, "--result", str(result),
+                           "--budget-s", str(args.budget_s), "--threads", str(args.threads),
+                           "--timed-steps", str(args.timed_steps), "--heldout", str(args.heldout),
+                           "--train", args.train, "--heldout-manifest", args.heldout_manifest]
+                command += ["--memory-only"] if args.memory_only else []
+                command += ["--train-subjects", str(args.train_subjects)] if args.train_subjects else []
+                done = subprocess.run(command, env=allocator_environment(allocator, args.threads), check=False)
+                if done.returncode != 0:
+                    failed.append(f"{name}, {allocator} allocator (exit code {done.returncode})")
+                    continue
+                results[name, allocator] = json.loads(result.read_text())
+                print(json.dumps(results[name, allocator]), flush=True)
+    return results, failed
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget-s", type=float, default=360.0, help="wall-clock training seconds per configuration")
@@ -392,8 +584,15 @@ def main():
     parser.add_argument("--timed-steps", type=int, default=5, help="steps timed (after 2 warm-up) for step time and memory")
     parser.add_argument("--heldout", type=int, default=8, help="held-out subjects to translate and score")
     parser.add_argument("--train", default="build/translation_train/manifest.json", help="training simulator manifest")
+    parser.add_argument("--train-subjects", type=int, default=None,
+                        help="use only the first N training pairs (default: all)")
     parser.add_argument("--heldout-manifest", default="build/translation_heldout/manifest.json",
                         help="held-out simulator manifest (with tissue_labels)")
+    parser.add_argument("--memory-only", action="store_true",
+                        help="only the warm-up and timed steps: training memory and step time beside the planner's "
+                        "prediction (writes ppdm_memory_cpu.*)")
+    parser.add_argument("--allocators", default="default",
+                        help=f"with --memory-only: comma-separated glibc settings, of {', '.join(ALLOCATORS)}")
     parser.add_argument("--out", default="docs/benchmarks")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--result", default=None, help=argparse.SUPPRESS)
@@ -402,30 +601,29 @@ def main():
     unknown = sorted(set(names) - set(CONFIGS))
     if unknown:
         parser.error(f"unknown --configs {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
+    allocators = [name.strip() for name in args.allocators.split(",") if name.strip()]
+    if sorted(set(allocators) - set(ALLOCATORS)) or not allocators:
+        parser.error(f"--allocators: choose from {', '.join(ALLOCATORS)}")
+    if allocators != ["default"] and not args.memory_only:
+        parser.error("--allocators goes with --memory-only (the full benchmark runs glibc's default settings)")
     if args.worker:
         Path(args.result).write_text(json.dumps(run_worker(args.worker, args)))
         return
-    settings = {"command": shlex.join(["python", "benchmarks/bench_ppdm.py", *sys.argv[1:]]), "budget_s": args.budget_s,
-                "threads": args.threads, "timed_steps": args.timed_steps, "heldout": args.heldout,
-                "train_pairs": len(find_pairs([args.train], "t1", "flair")[0]), "torch": torch.__version__,
+    settings = {"command": shlex.join(["python", "benchmarks/bench_ppdm.py", *sys.argv[1:]]), "threads": args.threads,
+                "timed_steps": args.timed_steps, "train": args.train,
+                "train_pairs": len(training_pairs(args.train, args.train_subjects)[0]), "torch": torch.__version__,
                 "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
                 "load_before": os.getloadavg()[0]}
-    rows, failed = [], []
-    environment = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    with tempfile.TemporaryDirectory() as scratch:
-        for name in names:
-            result = Path(scratch) / f"{name}.json"
-            command = [sys.executable, __file__, "--worker", name, "--result", str(result),
-                       "--budget-s", str(args.budget_s), "--threads", str(args.threads),
-                       "--timed-steps", str(args.timed_steps), "--heldout", str(args.heldout),
-                       "--train", args.train, "--heldout-manifest", args.heldout_manifest]
-            done = subprocess.run(command, env=environment, check=False)
-            if done.returncode != 0:
-                failed.append(f"{name} (exit code {done.returncode})")
-                continue
-            rows.append(json.loads(result.read_text()))
-            print(json.dumps(rows[-1]), flush=True)
+    if args.memory_only:
+        settings["allocators"] = allocators
+    else:
+        settings |= {"budget_s": args.budget_s, "heldout": args.heldout}
+    results, failed = run_configs(names, allocators, args)
     settings["load_after"] = os.getloadavg()[0]
+    if args.memory_only:
+        write_memory_outputs(memory_rows(names, results, args.train), failed, settings, Path(args.out))
+        return
+    rows = list(results.values())
     add_ratios(rows)
     write_outputs(rows, failed, settings, Path(args.out))
 
