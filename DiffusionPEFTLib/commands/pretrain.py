@@ -119,9 +119,11 @@ def paths(args):
     return inputs, [package_output(args.out)]
 
 
-def warm_start(model: DiffusionModel, path: str, device) -> None:
+def warm_start(model: DiffusionModel, path: str, device) -> dict:
     """Copy the weights of the synthesis package at ``path`` into ``model``; ModelError if another U-Net.
-    Class-embedding rows the package lacks stay zero (added to the time embedding, zero changes nothing)."""
+    Class-embedding rows the package lacks stay zero (added to the time embedding, zero changes nothing).
+    Returns the donor's lineage for the new package's provenance: its name, weights' sha256, training and own
+    ``started_from`` (so a model trained in stages keeps every stage's record)."""
     donor = load_model(path, "cpu")
     own_arguments = {k: v for k, v in model.config.unet.items() if k != "num_class_embeds"}
     donor_arguments = {k: v for k, v in donor.config.unet.items() if k != "num_class_embeds"}
@@ -141,6 +143,9 @@ def warm_start(model: DiffusionModel, path: str, device) -> None:
                 old = state.pop("class_embedding.weight")
                 rows[: min(len(old), len(rows))] = old[: len(rows)]
         model.unet.load_state_dict(state, strict=False)
+    return {"model": Path(path).name, "weights_sha256": donor.config.weights_sha256,
+            "training": donor.config.provenance.get("training"),
+            "started_from": donor.config.provenance.get("started_from")}
 
 
 def run(args, context):
@@ -151,8 +156,8 @@ def run(args, context):
     check_training_memory(context, config, args.batch, setup)
     files, labels = training_files(args)
     model = DiffusionModel(config)
-    if args.init_from:
-        warm_start(model, args.init_from, context.device)
+    lineage = warm_start(model, args.init_from, context.device) if args.init_from else None
+    if lineage:
         context.events.log(f"Starting from the weights of {Path(args.init_from).name}.")
     train_config = TrainConfig(steps=args.steps, batch_size=args.batch, grad_accum=args.accum, lr=args.lr,
                                warmup_steps=args.warmup, val_every=args.val_every,
@@ -188,6 +193,7 @@ def run(args, context):
                          "final_loss_mean_last_50": sum(result.losses[-50:]) / len(result.losses[-50:]),
                          "best_val_loss": result.best_val_loss, "ema_decay": args.ema,
                          "processes": distributed.world().size, "data_loading": args.data_loading},
+            "started_from": lineage,
         }
         if average:
             average.copy_to(model.unet)

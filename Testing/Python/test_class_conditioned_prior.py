@@ -127,3 +127,17 @@ def test_a_conditioned_model_needs_a_class_and_assess_takes_it_from_the_contrast
     code, events = run_cli("assess", out, translation_cohort / "manifest.json", "--contrast", "flair", "--n", "2",
                            "--steps", "2", "--out", tmp_path / "assessment")
     assert code == 0, events.events
+
+
+def test_a_model_trained_in_stages_records_every_stage(conditioned_prior, translation_cohort, tiny_model_dir, tmp_path):
+    """--init-from writes the donor's name, weights' sha256 and training record (and the donor's own lineage)."""
+    stage1, _ = conditioned_prior
+    stage2 = tmp_path / "stage2"
+    code, events = run_cli("pretrain", translation_cohort / "manifest.json", "--contrast", "t1,flair", "--init-from",
+                           stage1, *TINY_ARCH, "--steps", "1", "--out", stage2)
+    assert code == 0, events.events
+    first = json.loads((stage1 / "model.json").read_text())
+    lineage = json.loads((stage2 / "model.json").read_text())["provenance"]["started_from"]
+    assert lineage["model"] == stage1.name and lineage["weights_sha256"] == first["weights_sha256"]
+    assert lineage["training"] == first["provenance"]["training"] and lineage["training"]["steps"] == 2
+    assert lineage["started_from"]["model"] == tiny_model_dir.name
