@@ -3,7 +3,8 @@
 The model of the job's task (pixel, translation or latent) is built on the meta device (no memory), the adapter
 method injected and activation checkpointing switched on as the trainer would do it. Then, under
 ``FakeTensorMode`` (tensors with shapes, dtypes and devices but no data), the real code runs one step — the
-trainer's loss, backward pass and AdamW update, or one denoising step and the decoding of a sampler — while a
+trainer's loss, backward pass and AdamW update, or one denoising step and the decoding of a sampler (a latent
+model's decoder whole or in windows, as the job's ``decoding`` says) — while a
 dispatch mode adds up the bytes of every tensor storage that is alive: parameters and buffers, the batch, what
 autograd saves, temporaries, gradients. The peak of that sum is the prediction; nothing is calibrated and nothing
 depends on the method or the architecture beyond what the code itself allocates. A 166.7 M-parameter UNet at
@@ -29,6 +30,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from .models.config import ModelConfig
+from .models.tiled_decode import Decoding
 
 GIB = 1024**3
 MODES = ("train", "sample", "guide")
@@ -64,22 +66,27 @@ class TrainingSetup:
 class Job:
     """One step of a job. mode: ``train`` (loss, backward, AdamW step of the trainable weights), ``sample`` (one
     denoising step and the decoding, no gradients) or ``guide`` (one denoising step with the gradient with respect
-    to its input, nothing trained: posterior sampling). device: ``cpu`` or ``cuda`` (autocast policy, optimizer)."""
+    to its input, nothing trained: posterior sampling). device: ``cpu`` or ``cuda`` (autocast policy, optimizer).
+    decoding: how a latent model's sampling job decodes (``auto`` is traced whole, its upper bound; the planner in
+    memory.py resolves it against a budget)."""
 
     config: ModelConfig
     batch: int = 1
     mode: str = "train"
     setup: TrainingSetup = field(default_factory=TrainingSetup)
     device: str = "cpu"
+    decoding: Decoding = field(default_factory=Decoding)
 
     def key(self) -> str:
         return json.dumps({"config": self.config.to_dict(), "batch": self.batch, "mode": self.mode,
-                           "setup": asdict(self.setup), "device": self.device}, sort_keys=True, default=str)
+                           "setup": asdict(self.setup), "device": self.device, "decoding": asdict(self.decoding)},
+                          sort_keys=True, default=str)
 
 
-def with_changes(job: Job, batch: int | None = None, **setup: Any) -> Job:
-    """``job`` with another batch and/or other training settings."""
-    return replace(job, batch=batch or job.batch, setup=replace(job.setup, **setup))
+def with_changes(job: Job, batch: int | None = None, decoding: Decoding | None = None, **setup: Any) -> Job:
+    """``job`` with another batch, decoding and/or other training settings."""
+    return replace(job, batch=batch or job.batch, decoding=decoding or job.decoding,
+                   setup=replace(job.setup, **setup))
 
 
 @dataclass(frozen=True)
@@ -222,7 +229,8 @@ def _training_step(model: nn.Module, job: Job) -> None:
 
 
 def _sampling_step(model: nn.Module, job: Job) -> None:
-    """One denoising step (under no_grad, or with the input's gradient for ``guide``), then the decoding."""
+    """One denoising step (under no_grad, or with the input's gradient for ``guide``), then a latent model's
+    decoding as the job's ``decoding`` says (a pixel model's decoding is the identity)."""
     batch = _batch(model, job)
     guided = job.mode == "guide"
     with torch.set_grad_enabled(guided):
@@ -236,9 +244,9 @@ def _sampling_step(model: nn.Module, job: Job) -> None:
         if guided:
             torch.autograd.grad(x0_hat.float().square().sum(), x)
         del x0_hat
-    if hasattr(model, "decode"):  # a latent model's decoder (the identity for a pixel model)
+    if job.config.task == "latent":
         with torch.no_grad():
-            model.decode(x.detach())
+            model.decode(x.detach(), job.decoding)
 
 
 class _CudaAutocastPolicy(TorchDispatchMode):

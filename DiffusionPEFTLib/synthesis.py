@@ -1,5 +1,5 @@
 """Synthesis: sample new volumes from a (fine-tuned) 3D DDPM with DDIM or (respaced) DDPM — in pixel space, or on
-a latent model's latent grid followed by its decoder."""
+a latent model's latent grid followed by its decoder (whole or in windows: models/tiled_decode.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from .cancel import CancelToken
 from .errors import InputError
 from .events import EventSink, ListSink
 from .models.diffusion_model import DiffusionModel
+from .models.tiled_decode import Decoding
 
 SAMPLERS = ("ddim", "ddpm")
 
@@ -17,13 +18,15 @@ SAMPLERS = ("ddim", "ddpm")
 def sample(model: DiffusionModel, count: int, steps: int = 50, sampler: str = "ddim", eta: float = 0.0,
            generator: torch.Generator | None = None, class_label: int | None = None, batch_size: int = 1,
            events: EventSink | None = None, cancel: CancelToken | None = None,
-           conditions: dict[str, float] | None = None) -> torch.Tensor:
+           conditions: dict[str, float] | None = None, decoding: Decoding | None = None) -> torch.Tensor:
     """Draw ``count`` volumes → (count, C, X, Y, Z) in the model's intensity range (on the CPU).
 
     steps: denoising steps on an evenly spaced grid from T−1 to 0. sampler: "ddim" (``eta`` = 0:
     deterministic given the start noise) or "ddpm" (ancestral). Noise comes from ``generator``
     (CPU) so a seed gives the same volumes on every run of the same device. conditions: named numbers for a
-    model conditioned on them (e.g. {"age": 0.6}; the others take their defaults).
+    model conditioned on them (e.g. {"age": 0.6}; the others take their defaults). decoding: how a latent model
+    decodes (None: whole; resolve ``auto`` against a budget with memory.resolve_decoding first); InputError for a
+    tiled decoding of a pixel model, which has nothing to decode.
     """
     if sampler not in SAMPLERS:
         raise InputError(f"Unknown sampler '{sampler}'.", hint=f"Use one of {', '.join(SAMPLERS)}.")
@@ -33,6 +36,10 @@ def sample(model: DiffusionModel, count: int, steps: int = 50, sampler: str = "d
     generator = generator or torch.Generator().manual_seed(0)
     model.check_class_label(class_label)
     model.sampling_condition(conditions, 1)  # unknown names or values are refused before any work
+    latent = model.config.task == "latent"
+    if decoding is not None and (decoding.tiled or decoding.window is not None) and not latent:
+        raise InputError("Tiled decoding is for latent models; this model samples volumes directly.",
+                         hint="Leave --decode and --decode-window out.")
     device = model.device
     grid = model.schedule.timesteps(steps)
     outputs = []
@@ -55,5 +62,5 @@ def sample(model: DiffusionModel, count: int, steps: int = 50, sampler: str = "d
                 x = model.schedule.ddpm_step(x, x0, t, t_prev, noise)
             done += 1
             events.progress("sample", done, total)
-        outputs.append(model.decode(x).float().cpu())
+        outputs.append((model.decode(x, decoding) if latent else model.decode(x)).float().cpu())
     return torch.cat(outputs)

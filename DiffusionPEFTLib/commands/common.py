@@ -11,6 +11,7 @@ from ..context import RunContext
 from ..footprint import Job, TrainingSetup
 from ..memory import check_job
 from ..models import load_model
+from ..models.tiled_decode import Decoding
 from ..volumes.io import volume_suffix
 
 
@@ -66,21 +67,25 @@ def data_inputs(sources, pattern: str | None = None, contrast: str | None = None
 
 
 def load_model_for_job(path: str | Path, context: RunContext, batch: int, training: bool,
-                       task: str | tuple[str, ...] | None = "synthesis", setup: TrainingSetup | None = None
-                       ) -> nn.Module:
+                       task: str | tuple[str, ...] | None = "synthesis", setup: TrainingSetup | None = None,
+                       decoding: Decoding | None = None) -> nn.Module:
     """Load a model package of ``task`` (several: any of them; None: any kind) onto the job's device after
     checking the job fits the memory budget (memory.py's planner); a package of another task is a ModelError that
     says what it is. ``training``: gradients flow through the network — with ``setup`` its weights train
-    (fine-tuning), without one only its input's gradient is taken (posterior sampling)."""
+    (fine-tuning), without one only its input's gradient is taken (posterior sampling). ``decoding``: how a
+    latent model's samples will be decoded (default ``auto``: the planner picks whole or the largest window that
+    fits)."""
     from ..models import read_model_config
     from ..models.latent_model import load_latent_model
     from ..translation.model import load_translation_model
 
     config = read_model_config(path)
     mode = ("train" if setup is not None else "guide") if training else "sample"
-    check_job(context.budget, Job(config, batch, mode, setup or TrainingSetup(), context.device.type),
+    check_job(context.budget, Job(config, batch, mode, setup or TrainingSetup(), context.device.type,
+                                  decoding or Decoding()),
               f"{'Training' if training else 'Sampling'} this model at {'×'.join(map(str, config.input.shape))} "
-              f"with batch {batch}", hint="Use batch 1, a smaller grid, or a GPU with more memory.",
+              f"with batch {batch}{f' and {decoding.describe()}' if decoding and config.task == 'latent' else ''}",
+              hint="Use batch 1, a smaller grid, or a GPU with more memory.",
               events=context.events)
     loaders = {"synthesis": load_model, "translation": load_translation_model, "latent": load_latent_model}
     accepted = (task,) if isinstance(task, str) else task

@@ -9,7 +9,8 @@ A volume (B, 1, X, Y, Z) on the model grid, in the model's intensity range, is e
 ``scale_factor · z_mu`` (B, C, X/f, Y/f, Z/f), f = 2^(autoencoder levels − 1); a sampled latent is decoded from
 ``latent / scale_factor``. Conditions (e.g. the UK Biobank brain LDM's sex, age, ventricular and brain volume) are
 one vector of n numbers per volume, (B, n), which the UNet receives concatenated as n constant channels and/or as
-cross-attention context (B, 1, n), as the model was trained.
+cross-attention context (B, 1, n), as the model was trained. A decode that does not fit in memory in one piece runs
+in overlapping windows (tiled_decode.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..validation import validate_document
 from .config import ModelConfig
 from .diffusion_model import DiffusionModel, build_network
 from .package import load_network_state, load_package, read_package_tensors, save_model, weights_fingerprint
+from .tiled_decode import Decoding, tiled_decode, window_of
 
 AUTOENCODER_NAME = "autoencoder.safetensors"
 AUTOENCODER_CLASS = "monai.networks.nets.AutoencoderKL"
@@ -224,9 +226,15 @@ class LatentDiffusionModel(DiffusionModel):
         return z_mu * self.spec.scale_factor
 
     @torch.no_grad()
-    def decode(self, x: torch.Tensor) -> torch.Tensor:
-        """Latents (B, C, x, y, z) → volumes (B, 1, X, Y, Z) in the model range."""
-        return self.autoencoder.decode(x / self.spec.scale_factor)
+    def decode(self, x: torch.Tensor, decoding: Decoding | None = None) -> torch.Tensor:
+        """Latents (B, C, x, y, z) → volumes (B, 1, X, Y, Z) in the model range, one volume at a time: whole, or in
+        overlapping windows when ``decoding`` is tiled (tiled_decode.py). ``auto`` is whole here: the memory planner
+        (memory.py) is what turns it into tiled when a whole decode does not fit the budget."""
+        latents = x / self.spec.scale_factor
+        if decoding is not None and decoding.tiled:
+            window = window_of(decoding, latents.shape[2:])
+            return tiled_decode(self.autoencoder.decode, latents, window, decoding.overlap, self.spec.downsampling)
+        return torch.cat([self.autoencoder.decode(latent[None]) for latent in latents])
 
     def autoencoder_weights(self) -> bytes:
         from safetensors.torch import save as save_safetensors
