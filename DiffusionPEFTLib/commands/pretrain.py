@@ -122,8 +122,8 @@ def paths(args):
 def warm_start(model: DiffusionModel, path: str, device) -> dict:
     """Copy the weights of the synthesis package at ``path`` into ``model``; ModelError if another U-Net.
     Class-embedding rows the package lacks stay zero (added to the time embedding, zero changes nothing).
-    Returns the donor's lineage for the new package's provenance: its name, weights' sha256, training and own
-    ``started_from`` (so a model trained in stages keeps every stage's record)."""
+    Returns the donor's lineage for the new package's provenance: its name, weights' sha256 and whole provenance
+    (with its own ``started_from``: a model trained in stages keeps every stage's record)."""
     donor = load_model(path, "cpu")
     own_arguments = {k: v for k, v in model.config.unet.items() if k != "num_class_embeds"}
     donor_arguments = {k: v for k, v in donor.config.unet.items() if k != "num_class_embeds"}
@@ -144,8 +144,7 @@ def warm_start(model: DiffusionModel, path: str, device) -> dict:
                 rows[: min(len(old), len(rows))] = old[: len(rows)]
         model.unet.load_state_dict(state, strict=False)
     return {"model": Path(path).name, "weights_sha256": donor.config.weights_sha256,
-            "training": donor.config.provenance.get("training"),
-            "started_from": donor.config.provenance.get("started_from")}
+            "provenance": donor.config.provenance}
 
 
 def run(args, context):

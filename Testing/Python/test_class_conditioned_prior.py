@@ -130,7 +130,7 @@ def test_a_conditioned_model_needs_a_class_and_assess_takes_it_from_the_contrast
 
 
 def test_a_model_trained_in_stages_records_every_stage(conditioned_prior, translation_cohort, tiny_model_dir, tmp_path):
-    """--init-from writes the donor's name, weights' sha256 and training record (and the donor's own lineage)."""
+    """--init-from writes the donor's name, weights' sha256 and provenance (with the donor's own lineage)."""
     stage1, _ = conditioned_prior
     stage2 = tmp_path / "stage2"
     code, events = run_cli("pretrain", translation_cohort / "manifest.json", "--contrast", "t1,flair", "--init-from",
@@ -139,5 +139,5 @@ def test_a_model_trained_in_stages_records_every_stage(conditioned_prior, transl
     first = json.loads((stage1 / "model.json").read_text())
     lineage = json.loads((stage2 / "model.json").read_text())["provenance"]["started_from"]
     assert lineage["model"] == stage1.name and lineage["weights_sha256"] == first["weights_sha256"]
-    assert lineage["training"] == first["provenance"]["training"] and lineage["training"]["steps"] == 2
-    assert lineage["started_from"]["model"] == tiny_model_dir.name
+    assert lineage["provenance"] == first["provenance"] and lineage["provenance"]["training"]["steps"] == 2
+    assert lineage["provenance"]["started_from"]["model"] == tiny_model_dir.name
