@@ -11,12 +11,7 @@ cd "$(dirname "$0")/.."
 STEPS=${STEPS:-2000}
 THREADS=${THREADS:-1}
 DP=.venv/bin/diffusion-peft
-[ -f build/prior_pretrain_data/manifest.json ] || \
-  $DP simulate --n 400 --contrasts t1,t2,pd --atrophy 0:0.3 --lesions none --shape 32 40 32 --spacing 6 --seed 1000 \
-    --out build/prior_pretrain_data
-[ -f build/prior_heldout/manifest.json ] || \
-  $DP simulate --n 16 --contrasts t1,t2,pd,flair --atrophy 0:0.3 --lesions none --shape 32 40 32 --spacing 6 \
-    --seed 5000 --out build/prior_heldout
+source scripts/prior_data.sh
 [ -f build/prior-t1-t2-pd-32x40x32/model.json ] || OMP_WAIT_POLICY=PASSIVE $DP pretrain build/prior_pretrain_data/manifest.json --contrast t1,t2,pd \
   --init-from Resources/Models/demo-t1-32x40x32 --out build/prior-t1-t2-pd-32x40x32 --shape 32 40 32 --spacing 6 \
   --channels 32 64 64 --attention-levels 0 0 1 --head-channels 64 --prediction v --batch 2 --lr 2e-4 --warmup 50 \

@@ -44,8 +44,35 @@ def montage(model_dir: Path, out: Path, classes: list[str]) -> None:
     save_montage(rows, out, overwrite=True)
 
 
+def stages(provenance: dict) -> list[dict]:
+    """The training stages of a package, first to last: its own provenance and, through ``started_from`` (pretrain
+    --init-from), those of the packages it was continued from."""
+    chain = [provenance]
+    while (chain[-1].get("started_from") or {}).get("provenance"):
+        chain.append(chain[-1]["started_from"]["provenance"])
+    return chain[::-1]
+
+
+def stage_rows(chain: list[dict]) -> list[str]:
+    """One card row per stage: where it started, steps, learning rate, weight average, wall time."""
+    rows = []
+    for number, stage in enumerate(chain, 1):
+        training, arguments = stage["training"], stage["arguments"]
+        start = Path(arguments["init_from"]).name if arguments.get("init_from") else "random weights"
+        if number > 1:
+            start = f"stage {number - 1}"
+        average = (f", weights averaged (EMA {training['ema_decay']:g}, written as the model)"
+                   if training.get("ema_decay") else "")
+        rows.append(f"| training, stage {number} | from {start}: {training['steps']} steps × batch {training['batch']}, "
+                    f"AdamW lr {training['lr']:g} ({arguments['warmup']} warm-up steps), seed {training['seed']}"
+                    f"{average}; {training['wall_s'] / 3600:.2f} h on one CPU thread (2-core host, shared) |")
+    return rows
+
+
 def card_text(model: Path, config, assessments: dict, demo: dict, image_prefix: str) -> str:
-    training, arguments = config.provenance["training"], config.provenance["arguments"]
+    training = config.provenance["training"]
+    chain = stages(config.provenance)
+    first_start = Path(chain[0]["arguments"]["init_from"]).name
     classes = list(config.input.condition_classes)
     card = model_card(model)
     lines = [
@@ -62,18 +89,17 @@ def card_text(model: Path, config, assessments: dict, demo: dict, image_prefix: 
         f"| grid | {' × '.join(map(str, config.input.shape))} voxels at {config.input.spacing[0]:g} mm (RAS) |",
         f"| noise schedule | {config.schedule.num_train_timesteps} steps, {config.schedule.schedule}, "
         f"**{config.schedule.prediction_type}** |",
-        f"| start | the weights of `{Path(arguments['init_from']).name}` (the demo T1w model); its class embeddings "
-        "start at zero, so step 0 is that model for every class |",
+        f"| start | the weights of `{first_start}` (the demo T1w model); its class embeddings start at zero, so "
+        "step 0 is that model for every class |",
         f"| training data | {training['volumes'] + training['validation_volumes']} simulated volumes "
         f"({(training['volumes'] + training['validation_volumes']) // len(classes)} subjects × "
         f"{', '.join(classes)}), {training['validation_volumes']} of them held out for validation |",
-        f"| training | {training['steps']} steps × batch {training['batch']}, AdamW lr {training['lr']:g} "
-        f"({arguments['warmup']} warm-up steps), seed {training['seed']}, {training['device']} |",
-        f"| wall time | {training['wall_s'] / 3600:.2f} h on one CPU thread (2-core host, shared) |",
+        *stage_rows(chain),
         f"| final loss (mean of last 50 steps) | {training['final_loss_mean_last_50']:.4f}; best validation "
-        f"{training['best_val_loss']:.4f} |", "",
-        "Exact commands: `scripts/build_prior_model.sh` (resumable; it also runs the assessment below and this card).",
-        "", f"![loss curve]({image_prefix}loss_curve.png)", "",
+        f"{training['best_val_loss']:.4f} (stage {len(chain)}) |", "",
+        "Exact commands: `scripts/build_prior_model.sh` (stage 1) and `scripts/continue_prior_model.sh` (stage 2), "
+        "both resumable; the first also runs the assessment below and this card.",
+        "", f"![loss curve of stage {len(chain)}]({image_prefix}loss_curve.png)", "",
         "## How good are its samples?", "",
         f"Per class, {assessments[classes[0]]['samples']} samples (DDIM {assessments[classes[0]]['ddim_steps']} steps, "
         f"seed 0) against {assessments[classes[0]]['reals']} held-out simulated subjects of that contrast (never seen "
@@ -97,9 +123,8 @@ def card_text(model: Path, config, assessments: dict, demo: dict, image_prefix: 
               "first); feature-based FID and Vendi are not yet computed for this model.",
               "- Inner structure is blotchy: the lateral ventricles, clear in every held-out subject, are at best "
               "faint in the samples (montage), and the grid is coarse (6 mm). The sampler is not the limit: 200 DDIM "
-              "steps, or η = 1, give the same blotches (checked on class t2); the weights are. The remedy is more "
-              "training with a weight average: `pretrain --init-from` this package `--ema 0.999` (build/ does not "
-              "survive a fresh checkout, so a continuation starts from the shipped package).",
+              "steps, or η = 1, give the same blotches (checked on class t2); the weights are. Stage 2 "
+              "(`scripts/continue_prior_model.sh`, a weight average) is meant to remove them: compare the montage.",
               *[f"- Class {c} is the weakest (realism {assessments[c]['realism_ratio']:.2f} < 0.8): with the same "
                 "start noise its samples look much like the T1w class's — the zero-started class embedding has not "
                 "yet learned to tell the contrasts apart." for c in classes if assessments[c]["realism_ratio"] < 0.8],
