@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # How the shipped T1w → FLAIR translation model (Resources/Models/t1-to-flair-64x80x64) is made, end to end.
 # 160 simulated subjects at 3 mm (twice the demo's resolution), puzzle p = 2 (the U-Net runs at 32×40×32),
-# BBDM bridge with x0 prediction and the puzzle-gradient loss. CPU: ~1.6 s per step at batch 2 on 2 quiet cores.
-# The shipped package was trained before translate-train recorded the sources' intensity signature;
-# scripts/sign_translation_model.py added it afterwards (a package built by this script has it already).
+# BBDM bridge with x0 prediction and the puzzle-gradient loss, lr 1e-3 (2e-4 learnt far slower: docs/translation.md).
+# CPU: ~1.2 s per step at batch 2 on one quiet core.
 # Stop any time (touch build/STOP_TRANSLATION) and run the same command again: it resumes (--resume).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +17,6 @@ DP=.venv/bin/diffusion-peft
     --seed 9000 --out build/translation_heldout --threads "$THREADS"
 OMP_WAIT_POLICY=PASSIVE $DP translate-train build/translation_train/manifest.json --source t1 --target flair \
   --out build/t1-to-flair-64x80x64 --shape 64 80 64 --spacing 3 --channels 16 32 64 --norm-groups 16 \
-  --head-channels 32 --puzzle 2 --bridge bbdm --prediction x0 --pg-weight 0.1 --batch 2 --lr 2e-4 \
+  --head-channels 32 --puzzle 2 --bridge bbdm --prediction x0 --pg-weight 0.1 --batch 2 --lr 1e-3 \
   --steps "$STEPS" --checkpoint-every 100 --val-fraction 0.05 --val-every 200 --seed 0 --threads "$THREADS" \
   --workdir build/translation_work --stop-file build/STOP_TRANSLATION --resume

@@ -49,7 +49,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--source-name", default=None, help="name of the source contrast in the card (default --source)")
     parser.add_argument("--target-name", default=None, help="name of the target contrast in the card (default --target)")
     add_validation_arguments(parser)
-    add_training_arguments(parser, steps=1000, lr=2e-4)
+    add_training_arguments(parser, steps=1000, lr=1e-3)
 
 
 def build_config(args) -> ModelConfig:

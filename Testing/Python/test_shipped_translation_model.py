@@ -49,7 +49,7 @@ def test_it_translates_an_unseen_t1_closer_to_its_flair_than_histogram_matching(
 
 
 def test_its_source_signature_accepts_unseen_t1_and_flags_other_contrasts(shipped):
-    """Recorded by scripts/sign_translation_model.py from the 160 training T1w: translate warns on a non-T1w source."""
+    """Recorded by translate-train from the 160 training T1w: translate warns on a non-T1w source."""
     signature, spec = shipped.spec.source_signature, shipped.config.input
     assert signature is not None and 0.015 <= signature.threshold < 0.03
     normalise = spec.normalisation()
