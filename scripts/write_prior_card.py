@@ -58,9 +58,8 @@ def stage_rows(chain: list[dict]) -> list[str]:
     rows = []
     for number, stage in enumerate(chain, 1):
         training, arguments = stage["training"], stage["arguments"]
-        start = Path(arguments["init_from"]).name if arguments.get("init_from") else "random weights"
-        if number > 1:
-            start = f"stage {number - 1}"
+        start = (f"stage {number - 1}" if number > 1
+                 else Path(arguments["init_from"]).name if arguments.get("init_from") else "random weights")
         average = (f", weights averaged (EMA {training['ema_decay']:g}, written as the model)"
                    if training.get("ema_decay") else "")
         rows.append(f"| training, stage {number} | from {start}: {training['steps']} steps × batch {training['batch']}, "
