@@ -11,8 +11,8 @@ For each target contrast (T1w → T2w, T1w → FLAIR), on the same paired traini
 - for FLAIR, also the **shipped** model (``--shipped``; trained longer, see its card).
 Scores on ``--heldout`` subjects, in the model's normalised range [-1, 1] (data range 2): PSNR, SSIM,
 NRMSE over the whole volume and inside the brain (tissue labels > 0); the bridge's translation is the
-mean of ``--samples`` draws (η = 1) and its per-voxel std is correlated with the absolute error inside
-the brain (Pearson r, per subject). Mean ± std over subjects; per-subject wins bridge vs U-Net on brain SSIM.
+mean of ``--samples`` draws (η = ``--eta``, default 1; ``--more-samples K``: the same bridge also as the mean
+of K draws) and its per-voxel std is correlated with the absolute error inside the brain (Pearson r, per subject). Mean ± std over subjects; per-subject wins bridge vs U-Net on brain SSIM.
 
 Usage: python benchmarks/bench_translation.py [--budget-s 720] [--targets t2 flair] [--heldout 8] [--samples 4]
        [--shipped Resources/Models/t1-to-flair-64x80x64] [--threads 1] [--out docs/benchmarks]
@@ -49,8 +49,9 @@ from DiffusionPEFTLib.translation.sampling import translate  # noqa: E402
 from DiffusionPEFTLib.volumes import read_volume, to_model_grid  # noqa: E402
 
 ARCHITECTURE = ["--shape", "64", "80", "64", "--spacing", "3", "--channels", "16", "32", "64", "--norm-groups", "16",
-                "--head-channels", "32", "--puzzle", "2", "--bridge", "bbdm", "--prediction", "x0", "--pg-weight", "0.1"]
-"""The shipped T1w → FLAIR model's architecture (scripts/build_translation_model.sh)."""
+                "--head-channels", "32", "--puzzle", "2", "--prediction", "x0", "--pg-weight", "0.1"]
+"""The shipped T1w → FLAIR model's architecture (scripts/build_translation_model.sh); the bridge kind and its
+noise level come from ``--bridge`` and ``--max-var`` (the shipped recipe: bbdm, 1.0)."""
 BATCH, HISTOGRAM_EXAMPLES = 2, 20
 DATA_RANGE = 2.0  # the model range [-1, 1]
 
@@ -126,7 +127,8 @@ def evaluate(target: str, args, train: TrainingVolumes, heldout: TrainingVolumes
             elif isinstance(models[name], UNetRegression):
                 prediction = models[name].predict(source)[0, 0].numpy()
             else:
-                mean, std = translate(models[name], source, args.sampling_steps, args.samples, eta=1.0,
+                count = args.samples if name == "bridge" else int(name.rsplit(" ", 1)[1])
+                mean, std = translate(models[name], source, args.sampling_steps, count, eta=args.eta,
                                       generator=torch.Generator().manual_seed(index))
                 prediction, std = mean[0, 0].numpy(), std[0, 0].numpy()
             row = {**translation_scores(prediction, truth, mask, DATA_RANGE), "subject": index}
@@ -154,7 +156,8 @@ def run_target(target: str, args) -> dict:
     parser = argparse.ArgumentParser()
     translate_train.add_arguments(parser)
     config = translate_train.build_config(parser.parse_args(
-        [str(args.train), "--source", "t1", "--target", target, "--out", "unused", *ARCHITECTURE]))
+        [str(args.train), "--source", "t1", "--target", target, "--out", "unused", *ARCHITECTURE,
+         "--bridge", args.bridge, "--max-var", str(args.max_var)]))
     sources, targets = (files[: args.train_pairs] for files in find_pairs([args.train], "t1", target))
     train = TrainingVolumes.load(targets, config.input, sources=sources)
     h_sources, h_targets = find_pairs([args.heldout_manifest], "t1", target)
@@ -165,7 +168,9 @@ def run_target(target: str, args) -> dict:
     bridge, unet = TranslationModel(config), UNetRegression()
     training = {"bridge": train_for(bridge, train, args.bridge_lr, args.budget_s, args.seed),
                 "U-Net": train_for(unet, train, args.unet_lr, args.budget_s, args.seed)}
+    training.update({f"bridge, mean of {count}": training["bridge"] for count in args.more_samples})
     models = {"U-Net": unet, "bridge": bridge.eval()}
+    models.update({f"bridge, mean of {count}": bridge for count in args.more_samples})
     if target == "flair" and args.shipped and Path(args.shipped).exists():
         models["bridge, shipped"] = load_translation_model(args.shipped).eval()
         provenance = json.loads((Path(args.shipped) / "model.json").read_text()).get("provenance", {})
@@ -189,7 +194,9 @@ def markdown(report: dict) -> str:
              f"{report['machine']}. Each trained model had {report['budget_s']:.0f} s of wall clock (the shipped model "
              f"more: see its card), AdamW lr {report['lr']['bridge']:g} (bridge) and {report['lr']['U-Net']:g} (U-Net). Scores in the model's normalised range [-1, 1] (data range 2), mean ± std over "
              f"{report['heldout']} held-out subjects; the bridge's output is the mean of {report['samples']} samples "
-             f"({report['sampling_steps']} steps, η = 1). Brain = tissue labels > 0.", ""]
+             f"({report['sampling_steps']} steps, η = {report['bridge']['eta']:g}) of a {report['bridge']['kind']} bridge"
+             + (f" (κ = {report['bridge']['max_var']:g})" if report['bridge']['kind'] == "bbdm" else "")
+             + ". Brain = tissue labels > 0.", ""]
     for target, result in report["targets"].items():
         lines += [f"## T1w → {target}", "", "| method | training | " + " | ".join(t for _, t in METRICS) + " | s / volume |",
                   "|---|---|" + "---|" * (len(METRICS) + 1)]
@@ -201,9 +208,8 @@ def markdown(report: dict) -> str:
                 cells.append(f"{value[0]:.3f} ± {value[1]:.3f}" if value else "–")
             cells.append(f"{statistics.fmean(method['seconds']):.1f}")
             lines.append("| " + " | ".join(cells) + " |")
-        wins = result.get("bridge_wins_ssim_brain")
-        if wins:
-            lines += ["", f"Bridge vs U-Net, brain SSIM per subject: the bridge is higher on {wins[0]} of {wins[1]}."]
+        for name, (wins, total) in result.get("bridge_wins_ssim_brain", {}).items():
+            lines += ["", f"{name[0].upper() + name[1:]} vs U-Net, brain SSIM per subject: higher on {wins} of {total}."]
         lines.append("")
     lines += ["![translations](translation_cpu.png)", ""]
     return "\n".join(lines)
@@ -218,8 +224,13 @@ def main() -> None:
     parser.add_argument("--train-pairs", type=int, default=None, help="use only the first N training pairs")
     parser.add_argument("--bridge-lr", type=float, default=1e-3, help="the bridge's AdamW learning rate")
     parser.add_argument("--unet-lr", type=float, default=1e-3, help="the U-Net's AdamW learning rate")
+    parser.add_argument("--bridge", choices=["bbdm", "i2sb"], default="bbdm", help="the bridge's parameterisation")
+    parser.add_argument("--max-var", type=float, default=1.0, help="BBDM's variance scale κ (shipped recipe: 1.0)")
+    parser.add_argument("--eta", type=float, default=1.0, help="the bridge sampler's η (1: fresh noise each step)")
     parser.add_argument("--heldout", type=int, default=8)
-    parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--samples", type=int, default=4, help="draws averaged into the bridge's translation")
+    parser.add_argument("--more-samples", type=int, nargs="*", default=[], metavar="K",
+                        help="also score the same bridge as the mean of K draws (a row per K)")
     parser.add_argument("--sampling-steps", type=int, default=25)
     parser.add_argument("--shipped", default="Resources/Models/t1-to-flair-64x80x64")
     parser.add_argument("--threads", type=int, default=1)
@@ -231,14 +242,17 @@ def main() -> None:
               "machine": f"2-core CPU host, {args.threads} thread(s); another job may have shared the host",
               "budget_s": args.budget_s, "lr": {"bridge": args.bridge_lr, "U-Net": args.unet_lr},
               "heldout": args.heldout, "samples": args.samples,
-              "sampling_steps": args.sampling_steps, "targets": {}}
+              "sampling_steps": args.sampling_steps, "targets": {},
+              "bridge": {"kind": args.bridge, "max_var": args.max_var, "eta": args.eta}}
     figure = {}
     for target in args.targets:
         result = run_target(target, args)
         figure.update(result.pop("figure"))
         methods = result["methods"]
-        pairs = zip(methods["bridge"]["subjects"], methods["U-Net"]["subjects"])
-        result["bridge_wins_ssim_brain"] = [sum(b["ssim_brain"] > u["ssim_brain"] for b, u in pairs), result["heldout"]]
+        result["bridge_wins_ssim_brain"] = {
+            name: [sum(b["ssim_brain"] > u["ssim_brain"] for b, u in zip(rows["subjects"], methods["U-Net"]["subjects"])),
+                   result["heldout"]]
+            for name, rows in methods.items() if name.startswith("bridge") and "shipped" not in name}
         report["targets"][target] = result
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "translation_cpu.json").write_text(json.dumps(report, indent=1))
