@@ -12,7 +12,8 @@ For each target contrast (T1w → T2w, T1w → FLAIR), on the same paired traini
 Scores on ``--heldout`` subjects, in the model's normalised range [-1, 1] (data range 2): PSNR, SSIM,
 NRMSE over the whole volume and inside the brain (tissue labels > 0); the bridge's translation is the
 mean of ``--samples`` draws (η = ``--eta``, default 1; ``--more-samples K``: the same bridge also as the mean
-of K draws) and its per-voxel std is correlated with the absolute error inside the brain (Pearson r, per subject). Mean ± std over subjects; per-subject wins bridge vs U-Net on brain SSIM.
+of K draws) and its per-voxel std is correlated with the absolute error inside the brain (Pearson r, per
+subject). Mean ± std over subjects; per-subject wins bridge vs U-Net on brain SSIM.
 
 Usage: python benchmarks/bench_translation.py [--budget-s 720] [--targets t2 flair] [--heldout 8] [--samples 4]
        [--shipped Resources/Models/t1-to-flair-64x80x64] [--threads 1] [--out docs/benchmarks]
@@ -105,6 +106,12 @@ def train_for(model: nn.Module, data: TrainingVolumes, lr: float, seconds: float
             "parameters": sum(p.numel() for p in model.parameters())}
 
 
+def bridge_draws(args) -> dict[str, int]:
+    """The rows of the bridge trained in this run → how many draws each averages: "bridge" (``--samples``)
+    and one "bridge, mean of K" per ``--more-samples`` K."""
+    return {"bridge": args.samples, **{f"bridge, mean of {count}": count for count in args.more_samples}}
+
+
 def brain_masks(manifest: Path, sources: list[Path], spec) -> list[np.ndarray]:
     """Each held-out subject's brain on its source's model grid, (X, Y, Z) bool."""
     grids = [to_model_grid(read_volume(source), spec.shape, spec.spacing)[0] for source in sources]
@@ -127,7 +134,7 @@ def evaluate(target: str, args, train: TrainingVolumes, heldout: TrainingVolumes
             elif isinstance(models[name], UNetRegression):
                 prediction = models[name].predict(source)[0, 0].numpy()
             else:
-                count = args.samples if name == "bridge" else int(name.rsplit(" ", 1)[1])
+                count = bridge_draws(args).get(name, args.samples)  # the shipped model: --samples draws
                 mean, std = translate(models[name], source, args.sampling_steps, count, eta=args.eta,
                                       generator=torch.Generator().manual_seed(index))
                 prediction, std = mean[0, 0].numpy(), std[0, 0].numpy()
@@ -168,9 +175,8 @@ def run_target(target: str, args) -> dict:
     bridge, unet = TranslationModel(config), UNetRegression()
     training = {"bridge": train_for(bridge, train, args.bridge_lr, args.budget_s, args.seed),
                 "U-Net": train_for(unet, train, args.unet_lr, args.budget_s, args.seed)}
-    training.update({f"bridge, mean of {count}": training["bridge"] for count in args.more_samples})
-    models = {"U-Net": unet, "bridge": bridge.eval()}
-    models.update({f"bridge, mean of {count}": bridge for count in args.more_samples})
+    training.update({name: training["bridge"] for name in bridge_draws(args)})
+    models = {"U-Net": unet, **{name: bridge.eval() for name in bridge_draws(args)}}
     if target == "flair" and args.shipped and Path(args.shipped).exists():
         models["bridge, shipped"] = load_translation_model(args.shipped).eval()
         provenance = json.loads((Path(args.shipped) / "model.json").read_text()).get("provenance", {})
@@ -250,9 +256,9 @@ def main() -> None:
         figure.update(result.pop("figure"))
         methods = result["methods"]
         result["bridge_wins_ssim_brain"] = {
-            name: [sum(b["ssim_brain"] > u["ssim_brain"] for b, u in zip(rows["subjects"], methods["U-Net"]["subjects"])),
-                   result["heldout"]]
-            for name, rows in methods.items() if name.startswith("bridge") and "shipped" not in name}
+            name: [sum(b["ssim_brain"] > u["ssim_brain"]
+                       for b, u in zip(methods[name]["subjects"], methods["U-Net"]["subjects"])), result["heldout"]]
+            for name in bridge_draws(args)}
         report["targets"][target] = result
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "translation_cpu.json").write_text(json.dumps(report, indent=1))
