@@ -14,6 +14,9 @@ NRMSE over the whole volume and inside the brain (tissue labels > 0); the bridge
 mean of ``--samples`` draws (η = ``--eta``, default 1; ``--more-samples K``: the same bridge also as the mean
 of K draws) and its per-voxel std is correlated with the absolute error inside the brain (Pearson r, per
 subject). Mean ± std over subjects; per-subject wins bridge vs U-Net on brain SSIM.
+Also on request: ``--snapshots-s S …`` scores both models as they were after S s of the same run (a learning
+curve: the learning rate is constant, so that is what a budget of S s gives), ``--one-step`` the bridge's x̂0 at
+t = T alone (no sampler), ``--keep-models`` saves the trained weights.
 
 Usage: python benchmarks/bench_translation.py [--budget-s 720] [--targets t2 flair] [--heldout 8] [--samples 4]
        [--shipped Resources/Models/t1-to-flair-64x80x64] [--threads 1] [--out docs/benchmarks]
@@ -22,6 +25,7 @@ Usage: python benchmarks/bench_translation.py [--budget-s 720] [--targets t2 fla
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import sys
@@ -92,24 +96,67 @@ class Deadline(TrainingCallback):
             trainer.cancel.cancel()
 
 
-def train_for(model: nn.Module, data: TrainingVolumes, lr: float, seconds: float, seed: int) -> dict:
-    """Train all of ``model``'s parameters for ``seconds`` of wall clock → steps and seconds actually used."""
+class Snapshots(TrainingCallback):
+    """Copies ``model``'s weights once each of ``seconds`` (wall clock since ``started``) has passed. The learning
+    rate is constant, so a snapshot at S s is what a run with budget S s would have ended with."""
+
+    def __init__(self, model: nn.Module, seconds: list[float], started: float):
+        self.model, self.pending, self.started, self.taken = model, sorted(seconds), started, {}
+
+    def after_step(self, trainer, step, batch) -> None:
+        elapsed = time.monotonic() - self.started
+        while self.pending and elapsed >= self.pending[0]:
+            self.taken[self.pending.pop(0)] = {"steps": trainer.step, "train_s": round(elapsed, 1),
+                                               "weights": copy.deepcopy(self.model.state_dict())}
+
+
+def train_for(model: nn.Module, data: TrainingVolumes, lr: float, seconds: float, seed: int,
+              snapshots: list[float] = ()) -> dict:
+    """Train all of ``model``'s parameters for ``seconds`` of wall clock → steps and seconds actually used, and
+    the weights at each of ``snapshots`` seconds (``"snapshots"``: seconds → steps, train_s, weights)."""
     config = TrainConfig(steps=10**9, batch_size=BATCH, lr=lr, checkpoint_every=0, seed=seed)
     deadline = Deadline(seconds)
+    copies = Snapshots(model, [s for s in snapshots if s < seconds], deadline.started)
     with tempfile.TemporaryDirectory() as workdir:
-        trainer = Trainer(model, list(model.parameters()), data, config, workdir, callbacks=[deadline])
+        trainer = Trainer(model, list(model.parameters()), data, config, workdir, callbacks=[deadline, copies])
         try:
             trainer.run()
         except JobCancelled:
             pass
     return {"steps": trainer.step, "train_s": round(time.monotonic() - deadline.started, 1),
-            "parameters": sum(p.numel() for p in model.parameters())}
+            "parameters": sum(p.numel() for p in model.parameters()), "snapshots": copies.taken}
 
 
 def bridge_draws(args) -> dict[str, int]:
     """The rows of the bridge trained in this run → how many draws each averages: "bridge" (``--samples``)
     and one "bridge, mean of K" per ``--more-samples`` K."""
     return {"bridge": args.samples, **{f"bridge, mean of {count}": count for count in args.more_samples}}
+
+
+ONE_STEP = "bridge, one step"
+"""The row of the bridge's x̂0 predicted at t = T from the source alone (``--one-step``): one network call, no
+noise; what is left of the bridge when its sampler is taken away (a regression trained with bridge noise)."""
+
+
+def snapshot_name(method: str, seconds: float) -> str:
+    return f"{method} @ {seconds:.0f} s"
+
+
+def counterpart(name: str) -> str:
+    """The U-Net row a bridge row is compared with: the snapshot of the same second, else the final U-Net."""
+    return name.replace("bridge", "U-Net") if " @ " in name else "U-Net"
+
+
+def comparisons(args, methods: dict) -> list[tuple[str, str]]:
+    """(bridge row, U-Net row) pairs of this run that are compared subject by subject."""
+    names = [*bridge_draws(args), ONE_STEP, *(snapshot_name("bridge", seconds) for seconds in args.snapshots_s)]
+    return [(name, counterpart(name)) for name in names if name in methods and counterpart(name) in methods]
+
+
+def higher_ssim(methods: dict, name: str, against: str) -> list[int]:
+    """[subjects where ``name``'s brain SSIM is higher than ``against``'s, subjects]."""
+    pairs = list(zip(methods[name]["subjects"], methods[against]["subjects"]))
+    return [sum(mine["ssim_brain"] > theirs["ssim_brain"] for mine, theirs in pairs), len(pairs)]
 
 
 def brain_masks(manifest: Path, sources: list[Path], spec) -> list[np.ndarray]:
@@ -134,10 +181,12 @@ def evaluate(target: str, args, train: TrainingVolumes, heldout: TrainingVolumes
             elif isinstance(models[name], UNetRegression):
                 prediction = models[name].predict(source)[0, 0].numpy()
             else:
-                count = bridge_draws(args).get(name, args.samples)  # the shipped model: --samples draws
-                mean, std = translate(models[name], source, args.sampling_steps, count, eta=args.eta,
+                # the shipped model and the snapshots: --samples draws
+                count, steps = (1, 1) if name == ONE_STEP else (bridge_draws(args).get(name, args.samples),
+                                                                 args.sampling_steps)
+                mean, std = translate(models[name], source, steps, count, eta=args.eta,
                                       generator=torch.Generator().manual_seed(index))
-                prediction, std = mean[0, 0].numpy(), std[0, 0].numpy()
+                prediction, std = mean[0, 0].numpy(), (std[0, 0].numpy() if std is not None else None)
             row = {**translation_scores(prediction, truth, mask, DATA_RANGE), "subject": index}
             results[name]["seconds"].append(time.monotonic() - started)
             if std is not None:
@@ -173,10 +222,23 @@ def run_target(target: str, args) -> dict:
     masks = brain_masks(args.heldout_manifest, h_sources, config.input)
     torch.manual_seed(args.seed)
     bridge, unet = TranslationModel(config), UNetRegression()
-    training = {"bridge": train_for(bridge, train, args.bridge_lr, args.budget_s, args.seed),
-                "U-Net": train_for(unet, train, args.unet_lr, args.budget_s, args.seed)}
-    training.update({name: training["bridge"] for name in bridge_draws(args)})
+    training = {"bridge": train_for(bridge, train, args.bridge_lr, args.budget_s, args.seed, args.snapshots_s),
+                "U-Net": train_for(unet, train, args.unet_lr, args.budget_s, args.seed, args.snapshots_s)}
+    if args.keep_models:
+        args.out.mkdir(parents=True, exist_ok=True)
+        torch.save({"bridge": bridge.state_dict(), "U-Net": unet.state_dict(), "training": {
+            name: {key: value for key, value in trained.items() if key != "snapshots"}
+            for name, trained in training.items()}}, args.out / f"models_{target}.pt")
     models = {"U-Net": unet, **{name: bridge.eval() for name in bridge_draws(args)}}
+    if args.one_step:
+        models[ONE_STEP] = bridge
+    for method, trained in list(training.items()):
+        for seconds, snapshot in trained.pop("snapshots").items():
+            copy_of = (UNetRegression() if method == "U-Net" else TranslationModel(config)).eval()
+            copy_of.load_state_dict(snapshot.pop("weights"))
+            models[snapshot_name(method, seconds)] = copy_of
+            training[snapshot_name(method, seconds)] = {**snapshot, "parameters": trained["parameters"]}
+    training.update({name: training["bridge"] for name in models if name in bridge_draws(args) or name == ONE_STEP})
     if target == "flair" and args.shipped and Path(args.shipped).exists():
         models["bridge, shipped"] = load_translation_model(args.shipped).eval()
         provenance = json.loads((Path(args.shipped) / "model.json").read_text()).get("provenance", {})
@@ -215,7 +277,8 @@ def markdown(report: dict) -> str:
             cells.append(f"{statistics.fmean(method['seconds']):.1f}")
             lines.append("| " + " | ".join(cells) + " |")
         for name, (wins, total) in result.get("bridge_wins_ssim_brain", {}).items():
-            lines += ["", f"{name[0].upper() + name[1:]} vs U-Net, brain SSIM per subject: higher on {wins} of {total}."]
+            lines += ["", f"{name[0].upper() + name[1:]} vs {counterpart(name)}, brain SSIM per subject: higher on "
+                      f"{wins} of {total}."]
         lines.append("")
     lines += ["![translations](translation_cpu.png)", ""]
     return "\n".join(lines)
@@ -238,6 +301,12 @@ def main() -> None:
     parser.add_argument("--more-samples", type=int, nargs="*", default=[], metavar="K",
                         help="also score the same bridge as the mean of K draws (a row per K)")
     parser.add_argument("--sampling-steps", type=int, default=25)
+    parser.add_argument("--snapshots-s", type=float, nargs="*", default=[], metavar="S",
+                        help="also score both models as they were after S s of training (a learning curve in one run)")
+    parser.add_argument("--one-step", action="store_true",
+                        help="also score the bridge's one-step x̂0 at t = T (deterministic, no sampler)")
+    parser.add_argument("--keep-models", action="store_true",
+                        help="save the trained weights to OUT/models_TARGET.pt")
     parser.add_argument("--shipped", default="Resources/Models/t1-to-flair-64x80x64")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
@@ -255,10 +324,8 @@ def main() -> None:
         result = run_target(target, args)
         figure.update(result.pop("figure"))
         methods = result["methods"]
-        result["bridge_wins_ssim_brain"] = {
-            name: [sum(b["ssim_brain"] > u["ssim_brain"]
-                       for b, u in zip(methods[name]["subjects"], methods["U-Net"]["subjects"])), result["heldout"]]
-            for name in bridge_draws(args)}
+        result["bridge_wins_ssim_brain"] = {name: higher_ssim(methods, name, against)
+                                            for name, against in comparisons(args, methods)}
         report["targets"][target] = result
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "translation_cpu.json").write_text(json.dumps(report, indent=1))
