@@ -3,7 +3,8 @@
 std is the sample standard deviation (n − 1) over the generator seeds; with one seed it is unknown and
 no difference is called inside or outside the noise. A generation metric's difference from the base
 model is *inside the noise* when the two mean ± std intervals overlap; a downstream gain is inside the
-noise when its interval includes 0. The gain of a cell is the mean over classifier seeds of (accuracy with
+noise when its interval includes 0. Between methods the same rule names, per budget, the best method of a
+ranked column and every method the seeds cannot tell from it. The gain of a cell is the mean over classifier seeds of (accuracy with
 synthetic volumes − accuracy of the real-only classifier of the same classifier seed), i.e. paired by seed.
 Outputs: ``paradigms.md``, the ``summary`` of ``paradigms.json``, ``pareto.png`` and ``montages/METHOD.png``.
 """
@@ -31,6 +32,7 @@ class Column:
     label: str
     digits: str
     baseline: str = "base"  # "base": compare with the base model's row; "zero": with 0 (a gain)
+    better: str = ""  # "lower" or "higher" for a column methods are ranked by; "" for one they are not
 
     def value(self, record: dict):
         for part in self.key.split("."):
@@ -39,8 +41,8 @@ class Column:
 
 
 QUALITY = [
-    Column("heldout_loss", "held-out loss ↓", ".4f"),
-    Column("assessment.fid_sample_real", "FID ↓", ".2f"),
+    Column("heldout_loss", "held-out loss ↓", ".4f", better="lower"),
+    Column("assessment.fid_sample_real", "FID ↓", ".2f", better="lower"),
     Column("assessment.feature_mmd_sample_real", "feature MMD² ↓", ".4f"),
     Column("assessment.precision", "precision ↑", ".3f"),
     Column("assessment.recall", "recall ↑", ".3f"),
@@ -56,7 +58,7 @@ COST = [
     Column("peak_mb", "peak MB", ".0f", baseline="none"),
     Column("sampling_s", "sampling (s/volume)", ".3f", baseline="none"),
     Column("accuracy", "accuracy", ".3f", baseline="none"),
-    Column("accuracy_gain", "Δ accuracy", ".3f", baseline="zero"),
+    Column("accuracy_gain", "Δ accuracy", ".3f", baseline="zero", better="higher"),
     Column("auc", "AUC", ".3f", baseline="none"),
     Column("auc_gain", "Δ AUC", ".3f", baseline="zero"),
 ]
@@ -107,6 +109,11 @@ def summarise(state: dict) -> list[dict]:
     return rows
 
 
+def overlaps(a: dict, b: dict) -> bool:
+    """Whether two spreads' mean ± std intervals overlap (both stds known)."""
+    return abs(a["mean"] - b["mean"]) <= a["std"] + b["std"]
+
+
 def inside_noise(row: dict, column: Column, base: dict | None) -> bool | None:
     """True/False when the noise can tell (see the module docstring), None when it cannot."""
     mine = row.get(column.key)
@@ -117,7 +124,7 @@ def inside_noise(row: dict, column: Column, base: dict | None) -> bool | None:
     other = (base or {}).get(column.key)
     if not other or other["std"] is None:
         return None
-    return abs(mine["mean"] - other["mean"]) <= mine["std"] + other["std"]
+    return overlaps(mine, other)
 
 
 def shown(row: dict, column: Column, base: dict | None) -> str:
@@ -156,6 +163,28 @@ def outside_noise_line(rows: list[dict], columns: list[Column], base: dict | Non
         if names:
             parts.append(f"{column.label.rstrip(' ↑↓')}: {', '.join(names)}")
     return f"Outside the noise ({what}): " + ("; ".join(parts) if parts else "none") + "."
+
+
+def ties_with_best(rows: list[dict], column: Column) -> list[str]:
+    """Per budget: '120 steps: best full (42.43 ± 7.02); not told apart from it by the seeds: dora, lora'
+    (nothing for a budget with one seed: its noise is unknown)."""
+    lines = []
+    for budget in sorted({row["budget"] for row in rows if row["method"] != "base"}):
+        ranked = [row for row in rows if row["method"] != "base" and row["budget"] == budget and row.get(column.key)]
+        if len(ranked) < 2 or any(row[column.key]["std"] is None for row in ranked):
+            continue
+        ranked.sort(key=lambda row: row[column.key]["mean"], reverse=column.better == "higher")
+        best = ranked[0]
+        ties = [row["method"] for row in ranked[1:] if overlaps(row[column.key], best[column.key])]
+        lines.append(f"{budget} steps: best {best['method']} ({shown(best, column, None).rstrip(' ' + INSIDE)}); "
+                     f"not told apart from it by the seeds: {', '.join(ties) or 'none'}")
+    return lines
+
+
+def ranking_lines(rows: list[dict], columns: list[Column]) -> list[str]:
+    """A bullet per ranked column: the best method per budget and those inside its noise."""
+    return [f"- {column.label.rstrip(' ↑↓')}: " + "; ".join(ties_with_best(rows, column)) + "."
+            for column in columns if column.better and ties_with_best(rows, column)]
 
 
 def markdown(state: dict, rows: list[dict]) -> str:
@@ -202,10 +231,13 @@ def markdown(state: dict, rows: list[dict]) -> str:
     lines += ["", "## Sample quality (mean ± std over seeds)", "", *table(rows, QUALITY, base), "",
               f"{INSIDE}: the mean ± std interval overlaps the base model's: that difference from base is inside the "
               "seed-to-seed noise.", outside_noise_line(rows, QUALITY, base, "vs base"), "",
+              "Between methods (same rule: overlapping mean ± std intervals are inside the noise):",
+              *ranking_lines(rows, QUALITY), "",
               "## Cost and downstream gain (mean ± std over seeds)", "", *table(rows, COST, base), "",
               f"{INSIDE} on a gain: its mean ± std interval includes 0 — no gain beyond the noise. Trainable "
               "parameters are per generator; step time is the median optimizer step; peak memory is that of "
-              "fine-tuning, above the process's resident memory when it began.", outside_noise_line(rows, COST, base, "gains vs 0")]
+              "fine-tuning, above the process's resident memory when it began.", outside_noise_line(rows, COST, base, "gains vs 0"),
+              "", "Between methods:", *ranking_lines(rows, COST)]
     failed = [cell for cell in state["cells"].values() if "error" in cell]
     if failed:
         lines += ["", "## Failed cells", ""] + [f"- {c['id']}: {c['error']['message']}" for c in failed]

@@ -16,6 +16,7 @@ import torch
 from DiffusionPEFTLib.cli import main
 from DiffusionPEFTLib.events import ListSink
 from DiffusionPEFTLib.paradigms import ClassifierSettings, downstream_scores
+from DiffusionPEFTLib.paradigms.summary import Column, ties_with_best
 
 METHODS = ["lora", "norm-bias"]
 TINY_STUDY = ["--methods", *METHODS, "--seeds", "2", "--budgets", "2", "3", "--train-per-class", "3",
@@ -121,9 +122,30 @@ def test_table_shows_the_mean_and_std_of_the_cells(study):
                     checked += 1
     assert checked == 4 + 4 * 7  # base: 4 quality columns; 4 method rows: 4 quality + 3 cost columns each
     assert "inside the seed-to-seed noise" in markdown and "Outside the noise (vs base):" in markdown
+    assert "- held-out loss: 2 steps: best " in markdown and "; 3 steps: best lora (" in markdown
     summary = {(r["method"], r["budget"]): r for r in state["summary"]}
     fids = [c["assessment"]["fid_sample_real"] for c in cells.values() if c["method"] == "lora" and c["budget"] == 3]
     assert summary[("lora", 3)]["assessment.fid_sample_real"]["mean"] == pytest.approx(statistics.mean(fids))
+
+
+def spread_row(method: str, budget: int, mean: float, std: float | None) -> dict:
+    return {"method": method, "budget": budget, "x": {"mean": mean, "std": std, "n": 3}}
+
+
+def test_the_best_method_and_those_inside_its_noise_are_named_per_budget():
+    rows = [spread_row("base", 0, 9.0, 0.1), spread_row("a", 1, 5.0, 1.0), spread_row("b", 1, 6.5, 0.6),
+            spread_row("c", 1, 7.0, 0.5), spread_row("d", 1, 2.0, 0.1), spread_row("a", 2, 1.0, 0.5),
+            spread_row("b", 2, 3.0, 0.2)]
+    lower = ties_with_best(rows, Column("x", "x ↓", ".1f", better="lower"))
+    # budget 1: d (2.0) is best and nothing reaches it; budget 2: a is best, b's interval (2.8–3.2) misses 0.5–1.5
+    assert lower == ["1 steps: best d (2.0 ± 0.1); not told apart from it by the seeds: none",
+                     "2 steps: best a (1.0 ± 0.5); not told apart from it by the seeds: none"]
+    higher = ties_with_best(rows, Column("x", "x ↑", ".1f", better="higher"))
+    # budget 1: c (7.0 ± 0.5) is best; b (6.5 ± 0.6) overlaps it, a (5.0 ± 1.0) just reaches 6.0 < 6.5: outside
+    assert higher == ["1 steps: best c (7.0 ± 0.5); not told apart from it by the seeds: b",
+                      "2 steps: best b (3.0 ± 0.2); not told apart from it by the seeds: none"]
+    rows[1]["x"]["std"] = None  # one seed somewhere: that budget's noise is unknown, nothing is called
+    assert [line[:2] for line in ties_with_best(rows, Column("x", "x ↓", ".1f", better="lower"))] == ["2 "]
 
 
 def test_pareto_plot_and_montages_exist(study):
