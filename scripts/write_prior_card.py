@@ -53,13 +53,17 @@ def stages(provenance: dict) -> list[dict]:
     return chain[::-1]
 
 
+def initial_weights(arguments: dict) -> str:
+    """What a first stage started from: the name of the package it was --init-from, or "random weights"."""
+    return Path(arguments["init_from"]).name if arguments.get("init_from") else "random weights"
+
+
 def stage_rows(chain: list[dict]) -> list[str]:
     """One card row per stage: where it started, steps, learning rate, weight average, wall time."""
     rows = []
     for number, stage in enumerate(chain, 1):
         training, arguments = stage["training"], stage["arguments"]
-        start = (f"stage {number - 1}" if number > 1
-                 else Path(arguments["init_from"]).name if arguments.get("init_from") else "random weights")
+        start = f"stage {number - 1}" if number > 1 else initial_weights(arguments)
         average = (f", weights averaged (EMA {training['ema_decay']:g}, written as the model)"
                    if training.get("ema_decay") else "")
         rows.append(f"| training, stage {number} | from {start}: {training['steps']} steps × batch {training['batch']}, "
@@ -71,7 +75,7 @@ def stage_rows(chain: list[dict]) -> list[str]:
 def card_text(model: Path, config, assessments: dict, demo: dict, image_prefix: str) -> str:
     training = config.provenance["training"]
     chain = stages(config.provenance)
-    first_start = Path(chain[0]["arguments"]["init_from"]).name
+    first_start = initial_weights(chain[0]["arguments"])
     classes = list(config.input.condition_classes)
     card = model_card(model)
     lines = [
