@@ -53,10 +53,11 @@ from DiffusionPEFTLib.translation.pairs import find_pairs  # noqa: E402
 from DiffusionPEFTLib.translation.sampling import translate  # noqa: E402
 from DiffusionPEFTLib.volumes import read_volume, to_model_grid  # noqa: E402
 
-ARCHITECTURE = ["--shape", "64", "80", "64", "--spacing", "3", "--channels", "16", "32", "64", "--norm-groups", "16",
-                "--head-channels", "32", "--puzzle", "2", "--prediction", "x0", "--pg-weight", "0.1"]
-"""The shipped T1w → FLAIR model's architecture (scripts/build_translation_model.sh); the bridge kind and its
-noise level come from ``--bridge`` and ``--max-var`` (the shipped recipe: bbdm, 1.0)."""
+ARCHITECTURE = ["--shape", "64", "80", "64", "--spacing", "3", "--norm-groups", "16", "--head-channels", "32",
+                "--puzzle", "2", "--prediction", "x0", "--pg-weight", "0.1"]
+"""The shipped T1w → FLAIR model's architecture (scripts/build_translation_model.sh); its widths come from
+``--bridge-channels``, the bridge kind and its noise level from ``--bridge`` and ``--max-var`` (the shipped
+recipe: 16 32 64, bbdm, 1.0)."""
 BATCH, HISTOGRAM_EXAMPLES = 2, 20
 DATA_RANGE = 2.0  # the model range [-1, 1]
 
@@ -213,7 +214,7 @@ def run_target(target: str, args) -> dict:
     translate_train.add_arguments(parser)
     config = translate_train.build_config(parser.parse_args(
         [str(args.train), "--source", "t1", "--target", target, "--out", "unused", *ARCHITECTURE,
-         "--bridge", args.bridge, "--max-var", str(args.max_var)]))
+         "--channels", *map(str, args.bridge_channels), "--bridge", args.bridge, "--max-var", str(args.max_var)]))
     sources, targets = (files[: args.train_pairs] for files in find_pairs([args.train], "t1", target))
     train = TrainingVolumes.load(targets, config.input, sources=sources)
     h_sources, h_targets = find_pairs([args.heldout_manifest], "t1", target)
@@ -264,6 +265,7 @@ def markdown(report: dict) -> str:
              f"{report['heldout']} held-out subjects; the bridge's output is the mean of {report['samples']} samples "
              f"({report['sampling_steps']} steps, η = {report['bridge']['eta']:g}) of a {report['bridge']['kind']} bridge"
              + (f" (κ = {report['bridge']['max_var']:g})" if report['bridge']['kind'] == "bbdm" else "")
+             + f", widths {' '.join(map(str, report['bridge']['channels']))}"
              + ". Brain = tissue labels > 0.", ""]
     for target, result in report["targets"].items():
         lines += [f"## T1w → {target}", "", "| method | training | " + " | ".join(t for _, t in METRICS) + " | s / volume |",
@@ -294,6 +296,8 @@ def main() -> None:
     parser.add_argument("--bridge-lr", type=float, default=1e-3, help="the bridge's AdamW learning rate")
     parser.add_argument("--unet-lr", type=float, default=1e-3, help="the U-Net's AdamW learning rate")
     parser.add_argument("--bridge", choices=["bbdm", "i2sb"], default="bbdm", help="the bridge's parameterisation")
+    parser.add_argument("--bridge-channels", type=int, nargs=3, default=[16, 32, 64], metavar="C",
+                        help="the bridge UNet's widths per level (multiples of 16; shipped recipe: 16 32 64)")
     parser.add_argument("--max-var", type=float, default=1.0, help="BBDM's variance scale κ (shipped recipe: 1.0)")
     parser.add_argument("--eta", type=float, default=1.0, help="the bridge sampler's η (1: fresh noise each step)")
     parser.add_argument("--heldout", type=int, default=8)
@@ -318,7 +322,7 @@ def main() -> None:
               "budget_s": args.budget_s, "lr": {"bridge": args.bridge_lr, "U-Net": args.unet_lr},
               "heldout": args.heldout, "samples": args.samples,
               "sampling_steps": args.sampling_steps, "targets": {},
-              "bridge": {"kind": args.bridge, "max_var": args.max_var, "eta": args.eta}}
+              "bridge": {"kind": args.bridge, "max_var": args.max_var, "eta": args.eta, "channels": args.bridge_channels}}
     figure = {}
     for target in args.targets:
         result = run_target(target, args)
