@@ -21,19 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from DiffusionPEFTLib.models import load_model  # noqa: E402
 from DiffusionPEFTLib.plots import save_case_figure  # noqa: E402
+from DiffusionPEFTLib.synthesis import sample  # noqa: E402
 from DiffusionPEFTLib.training import TrainingVolumes  # noqa: E402
-
-
-@torch.no_grad()
-def sample_from(model, x0: torch.Tensor, start: int, steps: int, label: int, generator: torch.Generator) -> torch.Tensor:
-    """x0 (B, 1, X, Y, Z) noised to the grid step nearest ``start``, then DDIM (η = 0) down to the clean image."""
-    grid = [t for t in model.schedule.timesteps(steps) if t <= start]
-    labels = torch.full((x0.shape[0],), label)
-    x = model.schedule.add_noise(x0, torch.randn(x0.shape, generator=generator), torch.full_like(labels, grid[0]))
-    for t, t_next in zip(grid, grid[1:] + [-1]):
-        x0_hat, eps = model.denoise(x, t, labels)
-        x = model.schedule.ddim_step(x, x0_hat, eps, t, t_next)
-    return x
 
 
 def main() -> None:
@@ -55,7 +44,8 @@ def main() -> None:
     generator = torch.Generator().manual_seed(args.seed)
     rows = {}
     for start in args.starts:
-        result = sample_from(model, real, start, args.steps, label, generator)
+        result = sample(model, len(real), args.steps, generator=generator, class_label=label, batch_size=len(real),
+                        start=(real, start))
         print(f"from t = {start}: mean squared difference to the real volumes {((result - real) ** 2).mean():.4f}")
         rows[f"from t={start}"] = result
     figure = {f"subject {i}": {"real": real[i, 0].numpy(), **{k: v[i, 0].numpy() for k, v in rows.items()}}

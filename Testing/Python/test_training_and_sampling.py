@@ -114,3 +114,27 @@ def test_evaluate_reports_the_four_metrics(tmp_path):
     assert 0.5 < metrics["ms_ssim"] < 1.0
     assert metrics["psnr"] == pytest.approx(20 * np.log10(100 / 2.0), abs=0.3)
     assert json.loads((tmp_path / "m.json").read_text())["nrmse"] == pytest.approx(metrics["nrmse"], rel=1e-5)
+
+
+def test_sampling_from_volumes_starts_at_their_noised_state_and_runs_the_lower_steps(tiny_model_dir):
+    from DiffusionPEFTLib.errors import InputError
+    from DiffusionPEFTLib.synthesis import sample
+
+    model = load_model(tiny_model_dir, torch.device("cpu")).eval()
+    volumes = torch.rand((2, 1, *model.grid_shape), generator=torch.Generator().manual_seed(5)) * 2 - 1
+    grid = model.schedule.timesteps(10)
+    middle = grid[len(grid) // 2] + 1  # between two grid steps: the lower one is the first
+    seen, denoise = [], model.denoise
+    model.denoise = lambda x, t, *rest: seen.append((t, x.clone())) or denoise(x, t, *rest)
+    sample(model, 2, 10, generator=torch.Generator().manual_seed(3), batch_size=2, start=(volumes, middle))
+    assert [t for t, _ in seen] == [t for t in grid if t < middle] and seen[0][0] == middle - 1
+    noise = torch.randn(volumes.shape, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(seen[0][1], model.schedule.add_noise(volumes, noise, torch.full((2,), middle - 1)))
+    model.denoise = denoise
+
+    def distance(step: int) -> float:
+        out = sample(model, 2, 10, generator=torch.Generator().manual_seed(3), batch_size=1, start=(volumes, step))
+        return float(((out - volumes) ** 2).mean())
+    assert distance(grid[-1]) < 0.05 * distance(grid[0])  # from the last step it returns the volumes, not a sample
+    with pytest.raises(InputError, match="shape"):
+        sample(model, 3, 10, start=(volumes, middle))
