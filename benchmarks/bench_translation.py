@@ -45,6 +45,7 @@ from DiffusionPEFTLib.errors import JobCancelled  # noqa: E402
 from DiffusionPEFTLib.plots import save_case_figure  # noqa: E402
 from DiffusionPEFTLib.training import Trainer, TrainConfig, TrainingVolumes  # noqa: E402
 from DiffusionPEFTLib.training.callbacks import TrainingCallback  # noqa: E402
+from DiffusionPEFTLib.training.ema import WeightAverage  # noqa: E402
 from DiffusionPEFTLib.translation.baseline import histogram_matched  # noqa: E402
 from DiffusionPEFTLib.metrics.summary import uncertainty_error_correlation  # noqa: E402
 from DiffusionPEFTLib.translation.evaluation import simulated_brain_masks, translation_scores  # noqa: E402
@@ -112,18 +113,24 @@ class Snapshots(TrainingCallback):
 
 
 def train_for(model: nn.Module, data: TrainingVolumes, lr: float, seconds: float, seed: int,
-              snapshots: list[float] = ()) -> dict:
+              snapshots: list[float] = (), ema: float | None = None) -> dict:
     """Train all of ``model``'s parameters for ``seconds`` of wall clock → steps and seconds actually used, and
-    the weights at each of ``snapshots`` seconds (``"snapshots"``: seconds → steps, train_s, weights)."""
+    the weights at each of ``snapshots`` seconds (``"snapshots"``: seconds → steps, train_s, weights). ema: the
+    decay of a weight average; the model then ends with the average, and the snapshots are of it."""
     config = TrainConfig(steps=10**9, batch_size=BATCH, lr=lr, checkpoint_every=0, seed=seed)
     deadline = Deadline(seconds)
-    copies = Snapshots(model, [s for s in snapshots if s < seconds], deadline.started)
+    average = WeightAverage(model, ema) if ema is not None else None
+    copies = Snapshots(average.average.module if average else model, [s for s in snapshots if s < seconds],
+                       deadline.started)
     with tempfile.TemporaryDirectory() as workdir:
-        trainer = Trainer(model, list(model.parameters()), data, config, workdir, callbacks=[deadline, copies])
+        trainer = Trainer(model, list(model.parameters()), data, config, workdir,
+                          callbacks=[deadline, *([average] if average else []), copies])
         try:
             trainer.run()
         except JobCancelled:
             pass
+    if average:
+        average.copy_to(model)
     return {"steps": trainer.step, "train_s": round(time.monotonic() - deadline.started, 1),
             "parameters": sum(p.numel() for p in model.parameters()), "snapshots": copies.taken}
 
@@ -223,8 +230,8 @@ def run_target(target: str, args) -> dict:
     masks = brain_masks(args.heldout_manifest, h_sources, config.input)
     torch.manual_seed(args.seed)
     bridge, unet = TranslationModel(config), UNetRegression()
-    training = {"bridge": train_for(bridge, train, args.bridge_lr, args.budget_s, args.seed, args.snapshots_s),
-                "U-Net": train_for(unet, train, args.unet_lr, args.budget_s, args.seed, args.snapshots_s)}
+    training = {"bridge": train_for(bridge, train, args.bridge_lr, args.budget_s, args.seed, args.snapshots_s, args.ema),
+                "U-Net": train_for(unet, train, args.unet_lr, args.budget_s, args.seed, args.snapshots_s, args.ema)}
     if args.keep_models:
         args.out.mkdir(parents=True, exist_ok=True)
         torch.save({"bridge": bridge.state_dict(), "U-Net": unet.state_dict(), "training": {
@@ -261,7 +268,9 @@ def markdown(report: dict) -> str:
     lines = ["# Translation on held-out simulated subjects (CPU)", "",
              f"Command: `{report['command']}`", "",
              f"{report['machine']}. Each trained model had {report['budget_s']:.0f} s of wall clock (the shipped model "
-             f"more: see its card), AdamW lr {report['lr']['bridge']:g} (bridge) and {report['lr']['U-Net']:g} (U-Net). Scores in the model's normalised range [-1, 1] (data range 2), mean ± std over "
+             f"more: see its card), AdamW lr {report['lr']['bridge']:g} (bridge) and {report['lr']['U-Net']:g} (U-Net)"
+             + (f", both scored with a weight average (EMA {report['ema']:g})" if report["ema"] is not None else "")
+             + f". Scores in the model's normalised range [-1, 1] (data range 2), mean ± std over "
              f"{report['heldout']} held-out subjects; the bridge's output is the mean of {report['samples']} samples "
              f"({report['sampling_steps']} steps, η = {report['bridge']['eta']:g}) of a {report['bridge']['kind']} bridge"
              + (f" (κ = {report['bridge']['max_var']:g})" if report['bridge']['kind'] == "bbdm" else "")
@@ -295,6 +304,8 @@ def main() -> None:
     parser.add_argument("--train-pairs", type=int, default=None, help="use only the first N training pairs")
     parser.add_argument("--bridge-lr", type=float, default=1e-3, help="the bridge's AdamW learning rate")
     parser.add_argument("--unet-lr", type=float, default=1e-3, help="the U-Net's AdamW learning rate")
+    parser.add_argument("--ema", type=float, default=None, metavar="DECAY",
+                        help="both models end with (and are snapshot as) an EMA of their weights with this decay")
     parser.add_argument("--bridge", choices=["bbdm", "i2sb"], default="bbdm", help="the bridge's parameterisation")
     parser.add_argument("--bridge-channels", type=int, nargs=3, default=[16, 32, 64], metavar="C",
                         help="the bridge UNet's widths per level (multiples of 16; shipped recipe: 16 32 64)")
@@ -319,7 +330,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     report = {"command": "python benchmarks/bench_translation.py " + " ".join(sys.argv[1:]),
               "machine": f"2-core CPU host, {args.threads} thread(s); another job may have shared the host",
-              "budget_s": args.budget_s, "lr": {"bridge": args.bridge_lr, "U-Net": args.unet_lr},
+              "budget_s": args.budget_s, "lr": {"bridge": args.bridge_lr, "U-Net": args.unet_lr}, "ema": args.ema,
               "heldout": args.heldout, "samples": args.samples,
               "sampling_steps": args.sampling_steps, "targets": {},
               "bridge": {"kind": args.bridge, "max_var": args.max_var, "eta": args.eta, "channels": args.bridge_channels}}
