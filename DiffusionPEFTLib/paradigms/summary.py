@@ -183,8 +183,8 @@ def ties_with_best(rows: list[dict], column: Column) -> list[str]:
 
 def ranking_lines(rows: list[dict], columns: list[Column]) -> list[str]:
     """A bullet per ranked column: the best method per budget and those inside its noise."""
-    return [f"- {column.label.rstrip(' ↑↓')}: " + "; ".join(ties_with_best(rows, column)) + "."
-            for column in columns if column.better and ties_with_best(rows, column)]
+    ranked = {column.label.rstrip(" ↑↓"): ties_with_best(rows, column) for column in columns if column.better}
+    return [f"- {label}: " + "; ".join(lines) + "." for label, lines in ranked.items() if lines]
 
 
 def markdown(state: dict, rows: list[dict]) -> str:
