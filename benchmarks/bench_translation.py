@@ -120,7 +120,7 @@ def train_for(model: nn.Module, data: TrainingVolumes, lr: float, seconds: float
     config = TrainConfig(steps=10**9, batch_size=BATCH, lr=lr, checkpoint_every=0, seed=seed)
     deadline = Deadline(seconds)
     average = WeightAverage(model, ema) if ema is not None else None
-    copies = Snapshots(average.average.module if average else model, [s for s in snapshots if s < seconds],
+    copies = Snapshots(average.averaged if average else model, [s for s in snapshots if s < seconds],
                        deadline.started)
     with tempfile.TemporaryDirectory() as workdir:
         trainer = Trainer(model, list(model.parameters()), data, config, workdir,

@@ -58,6 +58,14 @@ def initial_weights(arguments: dict) -> str:
     return Path(arguments["init_from"]).name if arguments.get("init_from") else "random weights"
 
 
+def start_row(arguments: dict) -> str:
+    """The card's "start" row: the package the first stage was --init-from, or a from-scratch initialisation."""
+    if not arguments.get("init_from"):
+        return "| start | random initialisation (MONAI's defaults); the class embeddings are learnt from step 0 |"
+    return (f"| start | the weights of `{initial_weights(arguments)}` (the demo T1w model); its class embeddings start "
+            "at zero, so step 0 is that model for every class |")
+
+
 def stage_rows(chain: list[dict]) -> list[str]:
     """One card row per stage: where it started, steps, learning rate, weight average, wall time."""
     rows = []
@@ -75,7 +83,6 @@ def stage_rows(chain: list[dict]) -> list[str]:
 def card_text(model: Path, config, assessments: dict, demo: dict, image_prefix: str) -> str:
     training = config.provenance["training"]
     chain = stages(config.provenance)
-    first_start = initial_weights(chain[0]["arguments"])
     classes = list(config.input.condition_classes)
     card = model_card(model)
     lines = [
@@ -92,8 +99,7 @@ def card_text(model: Path, config, assessments: dict, demo: dict, image_prefix: 
         f"| grid | {' × '.join(map(str, config.input.shape))} voxels at {config.input.spacing[0]:g} mm (RAS) |",
         f"| noise schedule | {config.schedule.num_train_timesteps} steps, {config.schedule.schedule}, "
         f"**{config.schedule.prediction_type}** |",
-        f"| start | the weights of `{first_start}` (the demo T1w model); its class embeddings start at zero, so "
-        "step 0 is that model for every class |",
+        start_row(chain[0]["arguments"]),
         f"| training data | {training['volumes'] + training['validation_volumes']} simulated volumes "
         f"({(training['volumes'] + training['validation_volumes']) // len(classes)} subjects × "
         f"{', '.join(classes)}), {training['validation_volumes']} of them held out for validation |",

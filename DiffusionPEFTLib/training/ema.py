@@ -30,6 +30,11 @@ class WeightAverage(TrainingCallback):
         self.decay = decay
         self.average = AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)
 
+    @property
+    def averaged(self) -> nn.Module:
+        """A copy of ``module`` that holds the averaged weights (read it, e.g. to snapshot or sample from it)."""
+        return self.average.module
+
     def after_step(self, trainer: Any, step: int, batch: Any) -> None:
         self.average.update_parameters(self.module)
 
@@ -42,5 +47,5 @@ class WeightAverage(TrainingCallback):
     @torch.no_grad()
     def copy_to(self, module: nn.Module) -> None:
         """Write the averaged parameters into ``module`` (the same architecture as the averaged one)."""
-        for target, averaged in zip(module.parameters(), self.average.module.parameters()):
+        for target, averaged in zip(module.parameters(), self.averaged.parameters()):
             target.copy_(averaged)
