@@ -19,14 +19,14 @@ from ..files import write_text_atomic
 from ..models import DiffusionModel, InputSpec, ModelConfig, ScheduleConfig, load_model, save_model
 from ..models.config import SCHEDULES
 from ..training import CHECKPOINT_NAME, Trainer, TrainConfig, find_volume_files, split_validation
-from ..training.ema import WeightAverage
 from ..training.streaming import training_data
 from .common import data_inputs
 from .import_checkpoint import package_output
 from .memory_options import check_memory_arguments, check_training_memory, report_plan, training_setup
-from .option_types import float_in, non_negative_int, positive_int
+from .option_types import non_negative_int, positive_int
 from .training_options import (add_architecture_arguments, add_data_arguments, add_training_arguments,
-                               check_work_folder, data_loading, grid_spacing, unet_arguments, work_folder_of)
+                               add_weight_average_argument, check_work_folder, data_loading, grid_spacing,
+                               unet_arguments, weight_average, work_folder_of)
 
 NAME = "pretrain"
 HELP = "Pretrain a 3D diffusion model on volumes and write a model package."
@@ -45,9 +45,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--schedule", choices=SCHEDULES, default="scaled_linear_beta")
     parser.add_argument("--timesteps", type=positive_int, default=1000)
     parser.add_argument("--warmup", type=non_negative_int, default=0, help="linear learning-rate warm-up steps")
-    parser.add_argument("--ema", type=float_in(0.0, 1.0, high_open=True), default=None, metavar="DECAY",
-                        help="write an exponential moving average of the weights with this decay (e.g. 0.999) "
-                        "instead of the last ones; default: the last weights")
+    add_weight_average_argument(parser)
     add_training_arguments(parser, steps=1000, lr=2e-4)
 
 
@@ -162,7 +160,7 @@ def run(args, context):
                                warmup_steps=args.warmup, val_every=args.val_every,
                                checkpoint_every=args.checkpoint_every, augment=not args.no_augment,
                                precision=args.precision, checkpointing=args.checkpointing, seed=context.seed)
-    average = WeightAverage(model.unet, args.ema) if args.ema is not None else None
+    average = weight_average(model.unet, args)
     with shared_work_folder(work_folder_of(args), keep_if=CHECKPOINT_NAME) as workdir:
         context.events.log(f"Loading {len(files)} training volumes onto the model grid.")
         data = training_data(files, config.input, data_loading(args), context, workdir, labels=labels)

@@ -9,9 +9,10 @@ from ..adapters.plan import build_unet_on_meta
 from ..errors import InputError, ModelError
 from ..files import Output, check_apart, check_outputs, is_work_folder
 from ..training import CHECKPOINT_NAME
+from ..training.ema import WeightAverage
 from ..training.streaming import LOADINGS, DataLoading
 from .memory_options import add_memory_arguments
-from .option_types import fraction, non_negative_int, positive_float, positive_int
+from .option_types import float_in, fraction, non_negative_int, positive_float, positive_int
 
 
 def add_data_arguments(parser, required: bool = True) -> None:
@@ -26,6 +27,18 @@ def add_validation_arguments(parser, val_fraction: float = 0.1) -> None:
     parser.add_argument("--val-fraction", type=fraction, default=val_fraction,
                         help="share of volumes held out for validation, in [0, 1)")
     parser.add_argument("--val-every", type=non_negative_int, default=0, help="validate every N steps (0: never)")
+
+
+def add_weight_average_argument(parser) -> None:
+    """``--ema DECAY`` of ``pretrain`` and ``translate-train``."""
+    parser.add_argument("--ema", type=float_in(0.0, 1.0, high_open=True), default=None, metavar="DECAY",
+                        help="write an exponential moving average of the weights with this decay (e.g. 0.999) "
+                        "instead of the last ones; default: the last weights")
+
+
+def weight_average(unet, args) -> WeightAverage | None:
+    """The training callback that averages ``unet``'s weights when ``--ema`` was given, else None."""
+    return WeightAverage(unet, args.ema) if args.ema is not None else None
 
 
 def add_training_arguments(parser, steps: int, lr: float | None, lr_help: str = "AdamW learning rate") -> None:

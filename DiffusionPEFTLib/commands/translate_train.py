@@ -20,7 +20,8 @@ from .import_checkpoint import package_output
 from .memory_options import check_memory_arguments, check_training_memory, report_plan, training_setup
 from .option_types import at_least_two, non_negative_float, positive_float
 from .training_options import (add_architecture_arguments, add_training_arguments, add_validation_arguments,
-                               check_work_folder, data_loading, grid_spacing, unet_arguments, work_folder_of)
+                               add_weight_average_argument, check_work_folder, data_loading, grid_spacing,
+                               unet_arguments, weight_average, work_folder_of)
 
 NAME = "translate-train"
 HELP = "Train a translation model (e.g. T1w → FLAIR) on paired volumes: bridge diffusion on puzzled tensors."
@@ -49,6 +50,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--source-name", default=None, help="name of the source contrast in the card (default --source)")
     parser.add_argument("--target-name", default=None, help="name of the target contrast in the card (default --target)")
     add_validation_arguments(parser)
+    add_weight_average_argument(parser)
     add_training_arguments(parser, steps=1000, lr=1e-3)
 
 
@@ -77,7 +79,7 @@ def paths(args):
 
 def run(args, context):
     config = build_config(args)
-    setup = training_setup(args, context.device)
+    setup = training_setup(args, context.device, ema=args.ema is not None)
     if args.plan:
         return report_plan(args, context, config, setup)
     check_training_memory(context, config, args.batch, setup)
@@ -87,6 +89,7 @@ def run(args, context):
                                val_every=args.val_every, checkpoint_every=args.checkpoint_every,
                                augment=not args.no_augment, precision=args.precision,
                                checkpointing=args.checkpointing, seed=context.seed)
+    average = weight_average(model.unet, args)
     with shared_work_folder(work_folder_of(args), keep_if=CHECKPOINT_NAME) as workdir:
         context.events.log(f"Loading {len(targets)} (source, target) pairs onto the model grid.")
         data = training_data(targets, config.input, data_loading(args), context, workdir, sources=sources)
@@ -98,9 +101,10 @@ def run(args, context):
                            f"{'×'.join(map(str, model.puzzle.puzzled_shape(config.input.shape)))}); {len(train)} "
                            f"training, {len(val) if val else 0} validation pairs{distributed.processes_note()}.")
         trainer = Trainer(model, list(model.parameters()), train, train_config, workdir, context.device,
-                          context.events, context.cancel, val=val, stage="translate-train",
+                          context.events, context.cancel, val=val, callbacks=[average] if average else (),
+                          stage="translate-train",
                           identity={"config": config.to_dict(), "data": [str(p) for p in targets],
-                                    "sources": [str(p) for p in sources]})
+                                    "sources": [str(p) for p in sources], "ema": args.ema})
         if args.resume and not trainer.load_checkpoint():
             context.events.log(f"No checkpoint in {workdir}; starting from scratch.", level="warning")
         result = trainer.run()
@@ -112,7 +116,7 @@ def run(args, context):
             "pairs": len(train), "validation_pairs": len(val) if val else 0, "steps": result.steps,
             "batch": args.batch, "lr": args.lr, "seed": context.seed, "wall_s": round(result.wall_s, 1),
             "device": str(context.device), "best_val_loss": result.best_val_loss,
-            "final_loss_mean_last_50": sum(result.losses[-50:]) / len(result.losses[-50:]),
+            "final_loss_mean_last_50": sum(result.losses[-50:]) / len(result.losses[-50:]), "ema_decay": args.ema,
             "processes": distributed.world().size, "data_loading": args.data_loading}}
         # after training and outside the trainer's identity, so a run started before signatures existed resumes
         sources_on_grid = (source[0].numpy() for _, source in data.items(list(range(len(data)))))  # read again if streamed
@@ -120,6 +124,8 @@ def run(args, context):
                                                        config.input.spacing))
         context.events.log(f"Intensity signature of the {len(data)} {model.spec.source} sources recorded: translate "
                            f"warns above a distance of {model.spec.source_signature.threshold:.3f}.")
+        if average:
+            average.copy_to(model.unet)
         path = save_model(model, args.out, provenance, overwrite=args.overwrite)
     context.events.artifact("model", str(path), "model")
     return [path]

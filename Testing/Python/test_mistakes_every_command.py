@@ -411,6 +411,8 @@ CASES = {
                                      ["--puzzle"], text_file("pairs.csv", "source,target\nref.nii.gz,existing.nii.gz\n")),
     "translate-train-timesteps-1": Case(["translate-train", "pairs.csv", "--timesteps", "1", "--out", "t"], "input",
                                         ["--timesteps", "≥ 2"], text_file("pairs.csv", "source,target\nref.nii.gz,existing.nii.gz\n")),
+    "translate-train-ema-negative": Case(["translate-train", "pairs.csv", "--ema", "-0.1", "--out", "t"], "input",
+                                         ["--ema", "[0, 1)"], text_file("pairs.csv", "source,target\nref.nii.gz,existing.nii.gz\n")),
     "translate-train-not-pairs": Case(["translate-train", "pairs.csv", "--out", "t"], "input", ["not a pairs manifest"],
                                       text_file("pairs.csv", "a,b\n1,2\n")),
     "translate-train-out-is-pair": Case(["translate-train", "pairs.csv", "--out", "ref.nii.gz", "--overwrite"],

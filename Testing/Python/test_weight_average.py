@@ -1,12 +1,13 @@
-"""The exponential moving average of trained weights (pretrain --ema): the formula, exact resume, and that the
-package holds the average."""
+"""The exponential moving average of trained weights (pretrain and translate-train --ema): the formula, exact
+resume, and that the package holds the average."""
 
 import torch
-from conftest import TINY_ARCH, run_cli
+from conftest import TINY_ARCH, TINY_TRANSLATION_ARCH, run_cli
 from torch import nn
 
 from DiffusionPEFTLib.models import load_model
 from DiffusionPEFTLib.training.ema import WeightAverage
+from DiffusionPEFTLib.translation.model import load_translation_model
 
 
 def test_the_average_follows_the_ema_formula_step_by_step():
@@ -44,8 +45,8 @@ def test_the_average_survives_a_checkpoint_round_trip():
     torch.testing.assert_close(a.weight, b.weight, rtol=0, atol=0)
 
 
-def _weights(path):
-    return {k: v.clone() for k, v in load_model(path).unet.state_dict().items()}
+def _weights(path, load=load_model):
+    return {k: v.clone() for k, v in load(path).unet.state_dict().items()}
 
 
 def test_pretrain_writes_the_average_and_resumes_it_exactly(tmp_path, volume_folder):
@@ -67,3 +68,19 @@ def test_pretrain_writes_the_average_and_resumes_it_exactly(tmp_path, volume_fol
     code, events = run_cli("pretrain", *common, "--steps", "8", "--ema", "0.99", "--out", tmp_path / "part", "--resume",
                            "--overwrite", "--workdir", tmp_path / "work")
     assert code != 0 and "ema" in events.of("error")[0]["message"]
+
+
+def test_translate_train_writes_the_average_of_its_steps(tmp_path, translation_cohort):
+    """decay 0.5 over two steps: the package holds ½ w₁ + ½ w₂, with w₁ and w₂ the weights a 1- and a 2-step run
+    without --ema end with (training is deterministic by seed)."""
+    common = [translation_cohort / "manifest.json", "--source", "t1", "--target", "flair", *TINY_TRANSLATION_ARCH,
+              "--seed", "3", "--lr", "1e-2"]
+    for name, extra in {"one": ["--steps", "1"], "two": ["--steps", "2"], "ema": ["--steps", "2", "--ema", "0.5"]}.items():
+        code, events = run_cli("translate-train", *common, *extra, "--out", tmp_path / name)
+        assert code == 0, events.events
+    one, two, ema = (_weights(tmp_path / name, load_translation_model) for name in ("one", "two", "ema"))
+    moved = [name for name in two if not torch.equal(one[name], two[name])]
+    assert len(moved) > 10
+    for name in ema:
+        torch.testing.assert_close(ema[name], 0.5 * one[name] + 0.5 * two[name], msg=name)
+    assert load_translation_model(tmp_path / "ema").config.provenance["training"]["ema_decay"] == 0.5
