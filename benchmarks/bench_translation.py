@@ -45,7 +45,7 @@ from DiffusionPEFTLib.errors import JobCancelled  # noqa: E402
 from DiffusionPEFTLib.plots import save_case_figure  # noqa: E402
 from DiffusionPEFTLib.training import Trainer, TrainConfig, TrainingVolumes  # noqa: E402
 from DiffusionPEFTLib.training.callbacks import TrainingCallback  # noqa: E402
-from DiffusionPEFTLib.training.ema import WeightAverage  # noqa: E402
+from DiffusionPEFTLib.training.ema import weight_average  # noqa: E402
 from DiffusionPEFTLib.translation.baseline import histogram_matched  # noqa: E402
 from DiffusionPEFTLib.metrics.summary import uncertainty_error_correlation  # noqa: E402
 from DiffusionPEFTLib.translation.evaluation import simulated_brain_masks, translation_scores  # noqa: E402
@@ -119,7 +119,7 @@ def train_for(model: nn.Module, data: TrainingVolumes, lr: float, seconds: float
     decay of a weight average; the model then ends with the average, and the snapshots are of it."""
     config = TrainConfig(steps=10**9, batch_size=BATCH, lr=lr, checkpoint_every=0, seed=seed)
     deadline = Deadline(seconds)
-    average = WeightAverage(model, ema) if ema is not None else None
+    average = weight_average(model, ema)
     copies = Snapshots(average.averaged if average else model, [s for s in snapshots if s < seconds],
                        deadline.started)
     with tempfile.TemporaryDirectory() as workdir:

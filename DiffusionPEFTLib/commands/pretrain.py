@@ -19,6 +19,7 @@ from ..files import write_text_atomic
 from ..models import DiffusionModel, InputSpec, ModelConfig, ScheduleConfig, load_model, save_model
 from ..models.config import SCHEDULES
 from ..training import CHECKPOINT_NAME, Trainer, TrainConfig, find_volume_files, split_validation
+from ..training.ema import weight_average
 from ..training.streaming import training_data
 from .common import data_inputs
 from .import_checkpoint import package_output
@@ -26,7 +27,7 @@ from .memory_options import check_memory_arguments, check_training_memory, repor
 from .option_types import non_negative_int, positive_int
 from .training_options import (add_architecture_arguments, add_data_arguments, add_training_arguments,
                                add_weight_average_argument, check_work_folder, data_loading, grid_spacing,
-                               unet_arguments, weight_average, work_folder_of)
+                               unet_arguments, work_folder_of)
 
 NAME = "pretrain"
 HELP = "Pretrain a 3D diffusion model on volumes and write a model package."
@@ -160,7 +161,7 @@ def run(args, context):
                                warmup_steps=args.warmup, val_every=args.val_every,
                                checkpoint_every=args.checkpoint_every, augment=not args.no_augment,
                                precision=args.precision, checkpointing=args.checkpointing, seed=context.seed)
-    average = weight_average(model.unet, args)
+    average = weight_average(model.unet, args.ema)
     with shared_work_folder(work_folder_of(args), keep_if=CHECKPOINT_NAME) as workdir:
         context.events.log(f"Loading {len(files)} training volumes onto the model grid.")
         data = training_data(files, config.input, data_loading(args), context, workdir, labels=labels)

@@ -9,7 +9,6 @@ from ..adapters.plan import build_unet_on_meta
 from ..errors import InputError, ModelError
 from ..files import Output, check_apart, check_outputs, is_work_folder
 from ..training import CHECKPOINT_NAME
-from ..training.ema import WeightAverage
 from ..training.streaming import LOADINGS, DataLoading
 from .memory_options import add_memory_arguments
 from .option_types import float_in, fraction, non_negative_int, positive_float, positive_int
@@ -34,11 +33,6 @@ def add_weight_average_argument(parser) -> None:
     parser.add_argument("--ema", type=float_in(0.0, 1.0, high_open=True), default=None, metavar="DECAY",
                         help="write an exponential moving average of the weights with this decay (e.g. 0.999) "
                         "instead of the last ones; default: the last weights")
-
-
-def weight_average(unet, args) -> WeightAverage | None:
-    """The training callback that averages ``unet``'s weights when ``--ema`` was given, else None."""
-    return WeightAverage(unet, args.ema) if args.ema is not None else None
 
 
 def add_training_arguments(parser, steps: int, lr: float | None, lr_help: str = "AdamW learning rate") -> None:

@@ -10,6 +10,7 @@ from ..distributed import shared_work_folder
 from ..files import write_text_atomic
 from ..models import InputSpec, ModelConfig, save_model
 from ..training import CHECKPOINT_NAME, Trainer, TrainConfig, split_validation
+from ..training.ema import weight_average
 from ..training.streaming import training_data
 from ..translation.bridge import KINDS, PREDICTIONS, BridgeConfig
 from ..translation.contrast_check import source_signature
@@ -21,7 +22,7 @@ from .memory_options import check_memory_arguments, check_training_memory, repor
 from .option_types import at_least_two, non_negative_float, positive_float
 from .training_options import (add_architecture_arguments, add_training_arguments, add_validation_arguments,
                                add_weight_average_argument, check_work_folder, data_loading, grid_spacing,
-                               unet_arguments, weight_average, work_folder_of)
+                               unet_arguments, work_folder_of)
 
 NAME = "translate-train"
 HELP = "Train a translation model (e.g. T1w → FLAIR) on paired volumes: bridge diffusion on puzzled tensors."
@@ -89,7 +90,7 @@ def run(args, context):
                                val_every=args.val_every, checkpoint_every=args.checkpoint_every,
                                augment=not args.no_augment, precision=args.precision,
                                checkpointing=args.checkpointing, seed=context.seed)
-    average = weight_average(model.unet, args)
+    average = weight_average(model.unet, args.ema)
     with shared_work_folder(work_folder_of(args), keep_if=CHECKPOINT_NAME) as workdir:
         context.events.log(f"Loading {len(targets)} (source, target) pairs onto the model grid.")
         data = training_data(targets, config.input, data_loading(args), context, workdir, sources=sources)

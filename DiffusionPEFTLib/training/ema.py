@@ -49,3 +49,8 @@ class WeightAverage(TrainingCallback):
         """Write the averaged parameters into ``module`` (the same architecture as the averaged one)."""
         for target, averaged in zip(module.parameters(), self.averaged.parameters()):
             target.copy_(averaged)
+
+
+def weight_average(module: nn.Module, decay: float | None) -> WeightAverage | None:
+    """A :class:`WeightAverage` of ``module`` with ``decay``, or None when no average is asked for (``decay`` None)."""
+    return WeightAverage(module, decay) if decay is not None else None
