@@ -133,7 +133,8 @@ def report(state, args) -> str:
              "subjects; 'better' counts the subjects where this prior's NRMSE is lower.", "",
              "| prior | R | NRMSE brain | PSNR brain (dB) | SSIM brain | Δ NRMSE vs controlled, paired | better | "
              "subjects |", "|---|---|---|---|---|---|---|---|"]
-    names = list(dict.fromkeys(r["prior"] for r in state["rows"]))
+    order = list(candidates(args))  # the study's order, whichever prior was scored first
+    names = sorted({r["prior"] for r in state["rows"]}, key=lambda n: order.index(n) if n in order else len(order))
     for name in names:
         for acceleration in ACCELERATIONS:
             rows = [r for r in state["rows"] if r["prior"] == name and r["acceleration"] == acceleration]

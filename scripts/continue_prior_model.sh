@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Stage 2 of the shipped multi-contrast prior (stage 1: scripts/build_prior_model.sh, 2000 steps from the demo
-# model). Stage 1's samples keep the ventricles faint and the inner structure blotchy; more sampler steps do not
-# change that, so this stage trains on: it starts from the shipped package's weights (build/ does not survive a
-# fresh checkout), keeps an exponential moving average of the weights (--ema 0.999, written as the model) and
-# uses the same data recipe. Stop any time (touch build/STOP_PRIOR2) and run again: it resumes. STEPS=N with N
-# at or below the step reached ends the run there and writes the package.
+# Stage 2 of the shipped multi-contrast prior (run by scripts/build_prior_model.sh after stage 1). Stage 1's samples
+# keep the ventricles faint and the inner structure blotchy, and more sampler steps do not change that; this stage
+# trains on from stage 1's package (START) at half its learning rate with an exponential moving average of the
+# weights (--ema 0.999, written as the model) on the same data. Stop any time (touch build/STOP_PRIOR2) and run
+# again: it resumes. STEPS=N with N at or below the step reached ends the run there and writes the package;
+# 14,063 is where the shipped model stopped (about 6.8 h of one thread).
+# The shipped run was started while stage 1 was the shipped package, so its checkpoint (build/prior2_work) records
+# START=Resources/Models/prior-t1-t2-pd-32x40x32; to resume that checkpoint, pass that START (the weights come from
+# the checkpoint).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STEPS=${STEPS:-5000}
+STEPS=${STEPS:-14063}
 THREADS=${THREADS:-1}
+START=${START:-build/prior_stage1}
 DP=.venv/bin/diffusion-peft
-START=Resources/Models/prior-t1-t2-pd-32x40x32
 source scripts/prior_data.sh
 [ -f build/prior2/model.json ] || OMP_WAIT_POLICY=PASSIVE $DP pretrain build/prior_pretrain_data/manifest.json \
   --contrast t1,t2,pd --init-from "$START" --ema 0.999 --out build/prior2 --shape 32 40 32 --spacing 6 \

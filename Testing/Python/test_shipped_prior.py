@@ -42,6 +42,17 @@ def test_package_matches_its_card(prior):
     assert f"{prior.parameter_count():,}" in card
 
 
+def test_recorded_t1_assessment_is_no_worse_than_the_demo_models():
+    """The issue's bar for replacing the demo model as a T1w generator, on the card's own numbers (same command,
+    held-out subjects and seeds for both): closer to the held-out reals in features and in voxels."""
+    assessment = json.loads((prior_model_dir() / "assessment.json").read_text())
+    ours, demo = assessment["classes"]["t1"], assessment["demo_model_t1"]
+    assert ours["samples"] == demo["samples"] and ours["reals"] == demo["reals"]
+    assert ours["fid_sample_real"] <= demo["fid_sample_real"]
+    assert ours["mmd_sample_real"] <= demo["mmd_sample_real"]
+    assert ours["recall"] >= demo["recall"]
+
+
 def test_each_contrast_is_denoised_best_as_its_own_class(prior, unseen):
     for name, x0 in unseen.items():
         losses = {other: denoising_loss(prior, x0, class_label=CLASSES.index(other)) for other in CLASSES}
