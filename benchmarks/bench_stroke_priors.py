@@ -32,7 +32,7 @@ from DiffusionPEFTLib.reconstruction.evaluation import score_reconstruction, sim
 from DiffusionPEFTLib.reconstruction.posterior import PosteriorSettings  # noqa: E402
 
 ACCELERATIONS = (4.0, 8.0)
-GRID_LRS, GRID_STEPS = ("3e-5", "3e-4", "3e-3"), (25, 100, 400)
+GRID_LRS, GRID_STEPS = ("3e-5", "3e-4", "3e-3", "3e-2"), (25, 100, 400)
 
 
 def arguments():

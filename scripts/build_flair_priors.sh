@@ -44,7 +44,7 @@ if wants controlled && [ ! -d $OUT/controlled ]; then
   --out $OUT/controlled
 fi
 # (3) the grid: base learning rate (× 0.1 by the method) × steps, no early stop, no epoch cap
-if wants grid; then for lr in 3e-5 3e-4 3e-3; do
+if wants grid; then for lr in 3e-5 3e-4 3e-3 3e-2; do
   for steps in 25 100 400; do
     [ -d $OUT/controlled_lr${lr}_s${steps} ] || $DP finetune $PRIOR $DATA --method controlled --option new_class=true \
       --option max_epochs=null --option early_stopping_patience=null --lr $lr --steps $steps \
