@@ -41,6 +41,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from DiffusionPEFTLib.commands import translate_train  # noqa: E402
+from DiffusionPEFTLib.commands.option_types import float_in  # noqa: E402
 from DiffusionPEFTLib.errors import JobCancelled  # noqa: E402
 from DiffusionPEFTLib.plots import save_case_figure  # noqa: E402
 from DiffusionPEFTLib.training import Trainer, TrainConfig, TrainingVolumes  # noqa: E402
@@ -304,7 +305,7 @@ def main() -> None:
     parser.add_argument("--train-pairs", type=int, default=None, help="use only the first N training pairs")
     parser.add_argument("--bridge-lr", type=float, default=1e-3, help="the bridge's AdamW learning rate")
     parser.add_argument("--unet-lr", type=float, default=1e-3, help="the U-Net's AdamW learning rate")
-    parser.add_argument("--ema", type=float, default=None, metavar="DECAY",
+    parser.add_argument("--ema", type=float_in(0.0, 1.0, high_open=True), default=None, metavar="DECAY",
                         help="both models end with (and are snapshot as) an EMA of their weights with this decay")
     parser.add_argument("--bridge", choices=["bbdm", "i2sb"], default="bbdm", help="the bridge's parameterisation")
     parser.add_argument("--bridge-channels", type=int, nargs=3, default=[16, 32, 64], metavar="C",

@@ -32,7 +32,9 @@ def add_weight_average_argument(parser) -> None:
     """``--ema DECAY`` of ``pretrain`` and ``translate-train``."""
     parser.add_argument("--ema", type=float_in(0.0, 1.0, high_open=True), default=None, metavar="DECAY",
                         help="write an exponential moving average of the weights with this decay (e.g. 0.999) "
-                        "instead of the last ones; default: the last weights")
+                        "instead of the last ones. It spans about 1/(1 - DECAY) steps, so use it for runs several "
+                        "times longer (0.999: thousands of steps); on short runs it lags behind the weights. "
+                        "Default: the last weights")
 
 
 def add_training_arguments(parser, steps: int, lr: float | None, lr_help: str = "AdamW learning rate") -> None:
