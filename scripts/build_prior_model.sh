@@ -22,7 +22,7 @@ source scripts/prior_data.sh
   --channels 32 64 64 --attention-levels 0 0 1 --head-channels 64 --prediction v --batch 2 --lr 2e-4 --warmup 50 \
   --steps "$STEPS" --checkpoint-every 100 --val-fraction 0.03 --val-every 250 --seed 0 --threads "$THREADS" \
   --workdir build/prior_work --stop-file build/STOP_PRIOR --resume
-[ -f build/prior2/model.json ] || THREADS=$THREADS bash scripts/continue_prior_model.sh
+THREADS=$THREADS bash scripts/continue_prior_model.sh  # skips itself once build/prior2 exists
 # assessment per class on 16 held-out subjects, and the demo T1w model's by the same command on the same held-out
 # T1w subjects (the card's baseline column)
 assess() {  # MODEL CONTRAST OUT
